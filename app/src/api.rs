@@ -1,0 +1,87 @@
+//! The JSON shapes of the HTTP API, shared by the server and the browser (camelCase on the wire).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginRequest {
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginResponse {
+    pub access_token: String,
+    pub id_token: String,
+    /// Seconds until both tokens expire.
+    pub expires_in: u64,
+    /// Always "Bearer".
+    pub token_type: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Profile {
+    pub id: String,
+    pub name: String,
+    pub email: String,
+    pub phone: Option<String>,
+    pub role: String,
+    pub status: String,
+    /// ISO 8601 date the account was created.
+    pub joined_at: String,
+    pub initials: String,
+    /// A short-lived presigned read URL, or null when the user has no picture.
+    pub picture_url: Option<String>,
+    pub picture_expires_at_utc: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserSummary {
+    pub id: String,
+    pub name: String,
+    pub initials: String,
+    pub picture_url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UploadUrlRequest {
+    pub file_name: String,
+    pub content_type: String,
+    /// Exact byte length of the body the client will PUT; it is signed into the URL.
+    pub content_length: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UploadUrlResponse {
+    pub photo_key: String,
+    pub upload_url: String,
+    pub expires_at_utc: String,
+    /// Exactly the headers the PUT must carry (browsers add Content-Length themselves).
+    pub headers: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfirmUploadRequest {
+    pub photo_key: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PictureResponse {
+    pub message: String,
+    pub profile: Profile,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageResponse {
+    pub message: String,
+}

@@ -1,0 +1,239 @@
+//! The "Edit & Adjust Profile Image" dialog: a circular preview drawn by the Rust transform, with
+//! drag, wheel, keyboard, sliders and buttons all editing one `Crop`.
+
+use std::sync::Arc;
+
+use leptos::html;
+use leptos::prelude::*;
+use wasm_bindgen::{Clamped, JsCast};
+
+use super::transform::{render, Crop, MAX_ZOOM, MIN_ZOOM};
+use super::Photo;
+
+/// Pixels of the preview canvas (it is scaled by CSS to fit small screens).
+const PREVIEW_SIZE: u32 = 320;
+/// Keyboard steps: arrows pan this many preview pixels (Shift for ten times as far).
+const PAN_STEP: f32 = 4.0;
+const ZOOM_STEP: f32 = 0.1;
+const ROTATE_STEP: f32 = 1.0;
+
+#[component]
+pub fn ImageEditor(
+    photo: Arc<Photo>,
+    /// The label of the step under way while saving, e.g. "Uploading…".
+    #[prop(into)]
+    busy: Signal<Option<String>>,
+    /// What went wrong with the last save.
+    #[prop(into)]
+    error: Signal<Option<String>>,
+    #[prop(into)] on_cancel: Callback<()>,
+    #[prop(into)] on_save: Callback<Crop>,
+) -> impl IntoView {
+    let (width, height) = photo.dimensions();
+    let crop = RwSignal::new(Crop::default().clamped(width, height));
+    let set_crop = move |f: &dyn Fn(Crop) -> Crop| crop.update(|c| *c = f(*c).clamped(width, height));
+    let canvas = NodeRef::<html::Canvas>::new();
+
+    // Repaint whenever the crop changes; the preview copy keeps this to a few milliseconds.
+    let preview_photo = photo.clone();
+    Effect::new(move |_| {
+        let crop = crop.get();
+        if let Some(canvas) = canvas.get() {
+            draw(&canvas, &preview_photo, crop);
+        }
+    });
+
+    let drag_from = StoredValue::new(None::<(f64, f64)>);
+    let view_size = move || {
+        canvas
+            .get_untracked()
+            .map(|c| c.get_bounding_client_rect().width() as f32)
+            .unwrap_or(PREVIEW_SIZE as f32)
+    };
+    let on_pointer_down = move |ev: web_sys::PointerEvent| {
+        if let Some(canvas) = canvas.get_untracked() {
+            let _ = canvas.set_pointer_capture(ev.pointer_id());
+        }
+        drag_from.set_value(Some((ev.client_x() as f64, ev.client_y() as f64)));
+    };
+    let on_pointer_move = move |ev: web_sys::PointerEvent| {
+        if let Some((x0, y0)) = drag_from.get_value() {
+            let (x, y) = (ev.client_x() as f64, ev.client_y() as f64);
+            drag_from.set_value(Some((x, y)));
+            let size = view_size();
+            set_crop(&|c| c.dragged((x - x0) as f32, (y - y0) as f32, size, width, height));
+        }
+    };
+    let on_pointer_up = move |_: web_sys::PointerEvent| drag_from.set_value(None);
+    let on_wheel = move |ev: web_sys::WheelEvent| {
+        ev.prevent_default();
+        let factor = (-ev.delta_y() as f32 * 0.002).exp();
+        set_crop(&|c| Crop {
+            zoom: c.zoom * factor,
+            ..c
+        });
+    };
+    let on_key = move |ev: web_sys::KeyboardEvent| {
+        let pan = if ev.shift_key() { PAN_STEP * 10.0 } else { PAN_STEP };
+        let size = view_size();
+        let change: Option<Box<dyn Fn(Crop) -> Crop>> = match ev.key().as_str() {
+            // Arrow keys move the photo the way the arrow points, like dragging it.
+            "ArrowLeft" => Some(Box::new(move |c| c.dragged(-pan, 0.0, size, width, height))),
+            "ArrowRight" => Some(Box::new(move |c| c.dragged(pan, 0.0, size, width, height))),
+            "ArrowUp" => Some(Box::new(move |c| c.dragged(0.0, -pan, size, width, height))),
+            "ArrowDown" => Some(Box::new(move |c| c.dragged(0.0, pan, size, width, height))),
+            "+" | "=" => Some(Box::new(|c| Crop { zoom: c.zoom + ZOOM_STEP, ..c })),
+            "-" | "_" => Some(Box::new(|c| Crop { zoom: c.zoom - ZOOM_STEP, ..c })),
+            "]" => Some(Box::new(|c| rotate_by(c, ROTATE_STEP))),
+            "[" => Some(Box::new(|c| rotate_by(c, -ROTATE_STEP))),
+            _ => None,
+        };
+        if let Some(change) = change {
+            ev.prevent_default();
+            set_crop(&*change);
+        }
+    };
+    let on_dialog_key = move |ev: web_sys::KeyboardEvent| {
+        if ev.key() == "Escape" && busy.get_untracked().is_none() {
+            ev.prevent_default();
+            on_cancel.run(());
+        }
+    };
+
+    let announcement = move || {
+        let c = crop.get();
+        format!("Zoom {:.0}%, rotated {:.0}°", c.zoom * 100.0, c.rotation_deg)
+    };
+    let is_busy = move || busy.get().is_some();
+
+    view! {
+        <div class="dialog-backdrop">
+            <div
+                class="dialog"
+                role="dialog"
+                aria-modal="true"
+                aria-labelledby="editor-title"
+                on:keydown=on_dialog_key
+            >
+                <h2 id="editor-title">"Edit & Adjust Profile Image"</h2>
+                <div class="crop-stage">
+                    <canvas
+                        node_ref=canvas
+                        class="crop-canvas"
+                        width=PREVIEW_SIZE
+                        height=PREVIEW_SIZE
+                        tabindex="0"
+                        aria-label="Crop preview: drag or use the arrow keys to move, + and - to zoom, [ and ] to rotate"
+                        on:pointerdown=on_pointer_down
+                        on:pointermove=on_pointer_move
+                        on:pointerup=on_pointer_up
+                        on:pointercancel=on_pointer_up
+                        on:wheel=on_wheel
+                        on:keydown=on_key
+                    ></canvas>
+                    <div class="crop-ring" aria-hidden="true"></div>
+                </div>
+                <p class="visually-hidden" aria-live="polite">{announcement}</p>
+                <div class="editor-controls">
+                    <label for="zoom">"Zoom"</label>
+                    <input
+                        id="zoom"
+                        type="range"
+                        min=MIN_ZOOM
+                        max=MAX_ZOOM
+                        step="0.01"
+                        prop:value=move || crop.get().zoom.to_string()
+                        on:input=move |ev| {
+                            let zoom = event_target_value(&ev).parse().unwrap_or(1.0);
+                            set_crop(&|c| Crop { zoom, ..c });
+                        }
+                    />
+                    <label for="rotate">"Rotate"</label>
+                    <input
+                        id="rotate"
+                        type="range"
+                        min="-180"
+                        max="180"
+                        step="1"
+                        prop:value=move || crop.get().rotation_deg.to_string()
+                        on:input=move |ev| {
+                            let rotation_deg = event_target_value(&ev).parse().unwrap_or(0.0);
+                            set_crop(&|c| Crop { rotation_deg, ..c });
+                        }
+                    />
+                </div>
+                <div class="editor-quick">
+                    <button type="button" class="ghost" on:click=move |_| set_crop(&|c| rotate_by(c, -90.0))>
+                        "Rotate left"
+                    </button>
+                    <button type="button" class="ghost" on:click=move |_| set_crop(&|c| rotate_by(c, 90.0))>
+                        "Rotate right"
+                    </button>
+                    <button type="button" class="ghost" on:click=move |_| set_crop(&|_| Crop::default())>
+                        "Reset"
+                    </button>
+                </div>
+                {move || {
+                    busy.get()
+                        .map(|step| {
+                            view! {
+                                <div class="progress">
+                                    <progress aria-label="Saving picture"></progress>
+                                    <span>{step}</span>
+                                </div>
+                            }
+                        })
+                }}
+                {move || error.get().map(|message| view! { <p class="alert" role="alert">{message}</p> })}
+                <div class="dialog-actions">
+                    <button type="button" class="secondary" disabled=is_busy on:click=move |_| on_cancel.run(())>
+                        "Cancel"
+                    </button>
+                    <button
+                        type="button"
+                        class="primary"
+                        disabled=is_busy
+                        on:click=move |_| on_save.run(crop.get_untracked())
+                    >
+                        "Save"
+                    </button>
+                </div>
+            </div>
+        </div>
+    }
+}
+
+/// Rotates, wrapping around so that ±180 stay reachable from either side.
+fn rotate_by(c: Crop, degrees: f32) -> Crop {
+    let mut rotation = c.rotation_deg + degrees;
+    if rotation > 180.0 {
+        rotation -= 360.0;
+    } else if rotation < -180.0 {
+        rotation += 360.0;
+    }
+    Crop {
+        rotation_deg: rotation,
+        ..c
+    }
+}
+
+fn draw(canvas: &web_sys::HtmlCanvasElement, photo: &Photo, crop: Crop) {
+    let picture = render(&photo.preview, crop, PREVIEW_SIZE);
+    let mut rgba = Vec::with_capacity((PREVIEW_SIZE * PREVIEW_SIZE * 4) as usize);
+    for pixel in picture.pixels() {
+        rgba.extend_from_slice(&[pixel[0], pixel[1], pixel[2], 255]);
+    }
+    let context = canvas
+        .get_context("2d")
+        .ok()
+        .flatten()
+        .and_then(|c| c.dyn_into::<web_sys::CanvasRenderingContext2d>().ok());
+    let data = web_sys::ImageData::new_with_u8_clamped_array_and_sh(
+        Clamped(&rgba),
+        PREVIEW_SIZE,
+        PREVIEW_SIZE,
+    );
+    if let (Some(context), Ok(data)) = (context, data) {
+        let _ = context.put_image_data(&data, 0.0, 0.0);
+    }
+}

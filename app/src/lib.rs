@@ -1,0 +1,88 @@
+//! Portrait: the isomorphic part of the app (pages, components, API types, server functions).
+//! With `ssr` it also holds the use cases behind the server functions (`service`).
+
+pub mod api;
+mod components;
+pub mod domain;
+pub mod editor;
+pub mod error;
+mod pages;
+pub mod server_fns;
+mod upload;
+
+#[cfg(feature = "ssr")]
+pub mod service;
+
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_router::components::{Redirect, Route, Router, Routes, A};
+use leptos_router::StaticSegment;
+
+use pages::{LoginPage, ProfilePage, UsersPage};
+
+/// The HTML document around the app, rendered on the server.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8" />
+                <meta name="viewport" content="width=device-width, initial-scale=1" />
+                <meta name="color-scheme" content="light" />
+                <AutoReload options=options.clone() />
+                <HydrationScripts options />
+                <MetaTags />
+            </head>
+            <body>
+                <App />
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    // End-to-end tests wait for this before they interact: before hydration, clicks do nothing.
+    Effect::new(|_| {
+        if let Some(body) = document().body() {
+            let _ = body.set_attribute("data-hydrated", "true");
+        }
+    });
+
+    view! {
+        <Stylesheet id="leptos" href="/pkg/portrait.css" />
+        <Title text="Portrait" />
+        <Router>
+            <header class="topbar">
+                <A href="/profile" attr:class="brand">
+                    "Portrait"
+                </A>
+                <nav aria-label="Main">
+                    <A href="/profile">"Profile"</A>
+                    <A href="/users">"People"</A>
+                    <button type="button" class="link-button" on:click=|_| sign_out()>
+                        "Sign out"
+                    </button>
+                </nav>
+            </header>
+            <main>
+                <Routes fallback=|| view! { <p class="card">"Page not found."</p> }>
+                    <Route path=StaticSegment("") view=|| view! { <Redirect path="/profile" /> } />
+                    <Route path=StaticSegment("login") view=LoginPage />
+                    <Route path=StaticSegment("profile") view=ProfilePage />
+                    <Route path=StaticSegment("users") view=UsersPage />
+                </Routes>
+            </main>
+        </Router>
+    }
+}
+
+/// Ends the session and reloads the sign-in page, dropping any state the app held.
+fn sign_out() {
+    spawn_local(async {
+        let _ = server_fns::logout().await;
+        let _ = window().location().set_href("/login");
+    });
+}

@@ -1,0 +1,61 @@
+use leptos::prelude::*;
+use leptos_router::hooks::use_navigate;
+
+use crate::api::LoginRequest;
+use crate::server_fns::login;
+
+#[component]
+pub fn LoginPage() -> impl IntoView {
+    let email = RwSignal::new(String::new());
+    let password = RwSignal::new(String::new());
+    let sign_in = Action::new(|req: &LoginRequest| login(req.clone()));
+    let navigate = use_navigate();
+    Effect::new(move |_| {
+        if let Some(Ok(_)) = sign_in.value().get() {
+            navigate("/profile", Default::default());
+        }
+    });
+    let on_submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        sign_in.dispatch(LoginRequest {
+            email: email.get_untracked(),
+            password: password.get_untracked(),
+        });
+    };
+
+    view! {
+        <section class="card auth-card">
+            <h1>"Sign in to Portrait"</h1>
+            <p class="muted">"Your profile, your picture."</p>
+            <form on:submit=on_submit>
+                <label for="email">"Email"</label>
+                <input id="email" type="email" autocomplete="username" required bind:value=email />
+                <label for="password">"Password"</label>
+                <input
+                    id="password"
+                    type="password"
+                    autocomplete="current-password"
+                    required
+                    bind:value=password
+                />
+                {move || {
+                    sign_in
+                        .value()
+                        .get()
+                        .and_then(Result::err)
+                        .map(|e| view! { <p class="alert" role="alert">{e.message}</p> })
+                }}
+                <button type="submit" class="primary wide" disabled=move || sign_in.pending().get()>
+                    "Sign in"
+                </button>
+            </form>
+            <aside class="demo-accounts">
+                <h2>"Demo accounts"</h2>
+                <p>
+                    <code>"ada@example.com"</code>" (Admin) and "<code>"grace@example.com"</code>
+                    " (Member), password "<code>"portrait-demo"</code>"."
+                </p>
+            </aside>
+        </section>
+    }
+}

@@ -1,0 +1,189 @@
+use std::sync::Arc;
+
+use leptos::html;
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+
+use super::load_error;
+use crate::api::Profile;
+use crate::components::Avatar;
+use crate::editor::transform::Crop;
+use crate::editor::{decode, ImageEditor, Photo};
+use crate::server_fns::{delete_picture, get_profile};
+use crate::upload::{read_file, upload_picture};
+
+#[component]
+pub fn ProfilePage() -> impl IntoView {
+    let profile = Resource::new(|| (), |_| get_profile());
+    view! {
+        <Suspense fallback=|| view! { <p class="muted">"Loading your profile…"</p> }>
+            {move || Suspend::new(async move {
+                match profile.await {
+                    Ok(profile) => view! { <ProfileCard profile /> }.into_any(),
+                    Err(e) => load_error(e),
+                }
+            })}
+        </Suspense>
+    }
+}
+
+#[component]
+fn ProfileCard(profile: Profile) -> impl IntoView {
+    let profile = RwSignal::new(profile);
+    // The photo being edited; Some while the dialog is open.
+    let photo = RwSignal::new(None::<Arc<Photo>>);
+    let busy = RwSignal::new(None::<String>);
+    let save_error = RwSignal::new(None::<String>);
+    let page_error = RwSignal::new(None::<String>);
+    let file_input = NodeRef::<html::Input>::new();
+    let pencil = NodeRef::<html::Button>::new();
+
+    let close_editor = move || {
+        photo.set(None);
+        save_error.set(None);
+        // Give focus back to where the user started.
+        if let Some(pencil) = pencil.get_untracked() {
+            let _ = pencil.focus();
+        }
+    };
+
+    let on_file_chosen = move |_| {
+        let Some(input) = file_input.get_untracked() else { return };
+        let Some(file) = input.files().and_then(|files| files.get(0)) else { return };
+        // Clear the input so that choosing the same file again still fires `change`.
+        input.set_value("");
+        page_error.set(None);
+        spawn_local(async move {
+            match read_file(&file).await.and_then(|bytes| decode(&bytes)) {
+                Ok(decoded) => photo.set(Some(Arc::new(decoded))),
+                Err(message) => page_error.set(Some(message)),
+            }
+        });
+    };
+
+    let on_save = move |crop: Crop| {
+        let Some(current) = photo.get_untracked() else { return };
+        save_error.set(None);
+        busy.set(Some("Preparing your picture…".into()));
+        spawn_local(async move {
+            let result = match current.export(crop) {
+                Ok(jpeg) => upload_picture(jpeg, |step| busy.set(Some(step.into()))).await,
+                Err(message) => Err(message),
+            };
+            busy.set(None);
+            match result {
+                Ok(saved) => {
+                    profile.set(saved.profile);
+                    close_editor();
+                }
+                Err(message) => save_error.set(Some(message)),
+            }
+        });
+    };
+
+    let on_remove = move |_| {
+        let confirmed = window()
+            .confirm_with_message("Remove your profile picture?")
+            .unwrap_or(false);
+        if !confirmed {
+            return;
+        }
+        page_error.set(None);
+        spawn_local(async move {
+            match delete_picture().await {
+                Ok(removed) => profile.set(removed.profile),
+                Err(e) => page_error.set(Some(e.message)),
+            }
+        });
+    };
+
+    let field = |label: &'static str, value: String| {
+        view! {
+            <div class="field">
+                <dt>{label}</dt>
+                <dd>{value}</dd>
+            </div>
+        }
+    };
+
+    view! {
+        <section class="card profile-card">
+            <div class="avatar-wrap">
+                {move || {
+                    let p = profile.get();
+                    view! { <Avatar name=p.name initials=p.initials picture_url=p.picture_url size="lg" /> }
+                }}
+                <button
+                    node_ref=pencil
+                    type="button"
+                    class="avatar-edit"
+                    aria-label="Change profile picture"
+                    on:click=move |_| {
+                        if let Some(input) = file_input.get_untracked() {
+                            input.click();
+                        }
+                    }
+                >
+                    <svg viewBox="0 0 24 24" width="18" height="18" aria-hidden="true">
+                        <path
+                            fill="currentColor"
+                            d="M3 17.25V21h3.75L17.81 9.94l-3.75-3.75L3 17.25zM20.71 7.04a1 1 0 0 0 0-1.41l-2.34-2.34a1 1 0 0 0-1.41 0l-1.83 1.83 3.75 3.75 1.83-1.83z"
+                        />
+                    </svg>
+                </button>
+                <input
+                    node_ref=file_input
+                    type="file"
+                    accept="image/*"
+                    class="visually-hidden"
+                    tabindex="-1"
+                    aria-hidden="true"
+                    on:change=on_file_chosen
+                />
+            </div>
+            <h1 class="profile-name">{move || profile.get().name}</h1>
+            <Show when=move || profile.get().picture_url.is_some()>
+                <button type="button" class="link-button" on:click=on_remove>
+                    "Remove picture"
+                </button>
+            </Show>
+            {move || page_error.get().map(|message| view! { <p class="alert" role="alert">{message}</p> })}
+            <div class="tabs" role="tablist" aria-label="Profile sections">
+                <button
+                    type="button"
+                    role="tab"
+                    id="tab-personal"
+                    aria-selected="true"
+                    aria-controls="panel-personal"
+                >
+                    "Personal Info"
+                </button>
+            </div>
+            <div role="tabpanel" id="panel-personal" aria-labelledby="tab-personal">
+                {move || {
+                    let p = profile.get();
+                    view! {
+                        <dl class="fields">
+                            {field("Email", p.email)}
+                            {field("Phone", p.phone.unwrap_or_else(|| "—".into()))}
+                            {field("Role", p.role)}
+                            {field("Status", p.status)}
+                            {field("Joined", p.joined_at)}
+                        </dl>
+                    }
+                }}
+            </div>
+        </section>
+        {move || {
+            photo.get().map(|photo| view! {
+                <ImageEditor
+                    photo
+                    busy=busy
+                    error=save_error
+                    on_cancel=move |_| close_editor()
+                    on_save=on_save
+                />
+            })
+        }}
+    }
+}

@@ -1,0 +1,100 @@
+//! The HTTP API, as Leptos server functions at the fixed paths of the contract.
+//!
+//! Each body is one line of wiring: authenticate, call the use case, and let `respond` turn an
+//! error into its status. The browser calls these same functions through the generated client.
+
+use leptos::prelude::*;
+
+use crate::api::{
+    ConfirmUploadRequest, LoginRequest, LoginResponse, MessageResponse, PictureResponse, Profile,
+    UploadUrlRequest, UploadUrlResponse, UserSummary,
+};
+use crate::error::ApiError;
+
+#[cfg(feature = "ssr")]
+use crate::service::{respond, AppState, AuthUser};
+
+#[cfg(feature = "ssr")]
+async fn authenticated() -> Result<(AppState, AuthUser), ApiError> {
+    let state = AppState::current()?;
+    let user = AuthUser::from_request(&state).await?;
+    Ok((state, user))
+}
+
+#[cfg(feature = "ssr")]
+fn set_cookie(value: String) {
+    let options = expect_context::<leptos_axum::ResponseOptions>();
+    if let Ok(value) = http::HeaderValue::from_str(&value) {
+        options.append_header(http::header::SET_COOKIE, value);
+    }
+}
+
+#[server(prefix = "/api", endpoint = "auth/login", input = server_fn::codec::Json, output = server_fn::codec::Json)]
+pub async fn login(#[server(flatten)] req: LoginRequest) -> Result<LoginResponse, ApiError> {
+    respond(async move {
+        let (response, cookie) = AppState::current()?.sign_in(req).await?;
+        set_cookie(cookie);
+        Ok(response)
+    })
+    .await
+}
+
+#[server(prefix = "/api", endpoint = "auth/logout", input = server_fn::codec::Json, output = server_fn::codec::Json)]
+pub async fn logout() -> Result<MessageResponse, ApiError> {
+    respond(async move {
+        set_cookie(AppState::current()?.sign_out_cookie());
+        Ok(MessageResponse {
+            message: "Signed out.".into(),
+        })
+    })
+    .await
+}
+
+#[server(prefix = "/api", endpoint = "auth/user/profile", input = server_fn::codec::GetUrl, output = server_fn::codec::Json)]
+pub async fn get_profile() -> Result<Profile, ApiError> {
+    respond(async move {
+        let (state, user) = authenticated().await?;
+        state.profile(&user).await
+    })
+    .await
+}
+
+#[server(prefix = "/api", endpoint = "users", input = server_fn::codec::GetUrl, output = server_fn::codec::Json)]
+pub async fn list_users() -> Result<Vec<UserSummary>, ApiError> {
+    respond(async move {
+        let (state, user) = authenticated().await?;
+        state.list_users(&user).await
+    })
+    .await
+}
+
+#[server(prefix = "/api", endpoint = "auth/user/picture/upload-url", input = server_fn::codec::Json, output = server_fn::codec::Json)]
+pub async fn create_upload_url(
+    #[server(flatten)] req: UploadUrlRequest,
+) -> Result<UploadUrlResponse, ApiError> {
+    respond(async move {
+        let (state, user) = authenticated().await?;
+        state.create_upload_url(&user, req).await
+    })
+    .await
+}
+
+#[server(prefix = "/api", endpoint = "auth/user/picture/uploaded", input = server_fn::codec::Json, output = server_fn::codec::Json)]
+pub async fn confirm_upload(
+    #[server(flatten)] req: ConfirmUploadRequest,
+) -> Result<PictureResponse, ApiError> {
+    respond(async move {
+        let (state, user) = authenticated().await?;
+        state.confirm_upload(&user, &req.photo_key).await
+    })
+    .await
+}
+
+#[server(prefix = "/api", endpoint = "auth/user/picture", input = server_fn::codec::DeleteUrl, output = server_fn::codec::Json)]
+pub async fn delete_picture() -> Result<PictureResponse, ApiError> {
+    respond(async move {
+        let (state, user) = authenticated().await?;
+        state.delete_picture(&user).await
+    })
+    .await
+}

@@ -1,0 +1,88 @@
+//! Server side of the app: the use cases behind the server functions, written against the ports.
+//! Compiled only with the `ssr` feature.
+
+mod auth;
+mod pictures;
+pub mod ports;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use leptos::prelude::use_context;
+
+pub use auth::{AuthUser, SESSION_COOKIE};
+pub use pictures::CONTENT_SNIFF_BYTES;
+
+use crate::error::ApiError;
+use ports::{Directory, ObjectStore, PortError, TokenVerifier, UserStore};
+
+/// Tunables of the use cases, read from configuration by the server.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub upload_url_ttl: Duration,
+    pub read_url_ttl: Duration,
+    /// Mark the session cookie `Secure` (on whenever the app is served over HTTPS).
+    pub secure_cookies: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            upload_url_ttl: Duration::from_secs(300),
+            read_url_ttl: Duration::from_secs(900),
+            secure_cookies: false,
+        }
+    }
+}
+
+/// Everything a request needs, built once at start and shared (cheap to clone).
+#[derive(Clone)]
+pub struct AppState {
+    pub users: Arc<dyn UserStore>,
+    pub storage: Arc<dyn ObjectStore>,
+    pub directory: Arc<dyn Directory>,
+    pub tokens: Arc<dyn TokenVerifier>,
+    pub settings: Settings,
+}
+
+impl AppState {
+    /// The state the server provided for this request.
+    pub fn current() -> Result<Self, ApiError> {
+        use_context::<AppState>().ok_or_else(|| {
+            tracing::error!("AppState missing from the Leptos context");
+            ApiError::internal()
+        })
+    }
+}
+
+impl From<PortError> for ApiError {
+    fn from(e: PortError) -> Self {
+        // The cause stays in the log; the client learns which part to blame, and that it may retry.
+        tracing::error!(part = %e.part, error = %e.source, "outside part failed");
+        ApiError::unavailable(format!(
+            "The {} is unavailable right now; nothing was changed. Please try again.",
+            e.part
+        ))
+    }
+}
+
+/// Sets the HTTP status of the current server-function response.
+pub fn set_response_status(status: u16) {
+    if let (Some(options), Ok(status)) = (
+        use_context::<leptos_axum::ResponseOptions>(),
+        http::StatusCode::from_u16(status),
+    ) {
+        options.set_status(status);
+    }
+}
+
+/// Runs a server function's body and turns its error into the response status. Every server
+/// function goes through this, so no error can leave with the default 500 by accident.
+pub async fn respond<T>(body: impl Future<Output = Result<T, ApiError>>) -> Result<T, ApiError> {
+    let result = body.await;
+    if let Err(e) = &result {
+        set_response_status(e.status);
+    }
+    result
+}

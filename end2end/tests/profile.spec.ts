@@ -1,0 +1,174 @@
+import { expect, test, type Page, type APIRequestContext } from "@playwright/test";
+
+const PASSWORD = "portrait-demo";
+const ADA = { email: "ada@example.com", name: "Ada Dev", initials: "AD" };
+const GRACE = { email: "grace@example.com", name: "Grace Hopper", initials: "GH" };
+
+/** Waits until the WASM has hydrated the page: before that, clicks would do nothing. */
+async function hydrated(page: Page) {
+  await expect(page.locator("body[data-hydrated]")).toBeAttached();
+}
+
+async function signIn(page: Page, email: string) {
+  await page.goto("/login");
+  await hydrated(page);
+  await page.getByLabel("Email").fill(email);
+  await page.getByLabel("Password").fill(PASSWORD);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await expect(page).toHaveURL(/\/profile$/);
+}
+
+/** Starts a test from a known state: the user has no picture (through the public API). */
+async function removePicture(request: APIRequestContext, email: string) {
+  const login = await request.post("/api/auth/login", { data: { email, password: PASSWORD } });
+  expect(login.ok()).toBeTruthy();
+  const { accessToken } = await login.json();
+  const removed = await request.delete("/api/auth/user/picture", {
+    headers: { authorization: `Bearer ${accessToken}` },
+  });
+  expect(removed.ok()).toBeTruthy();
+}
+
+/** A photo made by the browser itself, so the tests need no fixture files. */
+async function photo(page: Page, width = 1200, height = 900): Promise<Buffer> {
+  const bytes = await page.evaluate(
+    async ([w, h]) => {
+      const canvas = new OffscreenCanvas(w, h);
+      const ctx = canvas.getContext("2d")!;
+      const gradient = ctx.createLinearGradient(0, 0, w, h);
+      gradient.addColorStop(0, "#f97316");
+      gradient.addColorStop(1, "#4f46e5");
+      ctx.fillStyle = gradient;
+      ctx.fillRect(0, 0, w, h);
+      ctx.fillStyle = "#ffffff";
+      ctx.beginPath();
+      ctx.arc(w / 2, h / 2, Math.min(w, h) / 4, 0, Math.PI * 2);
+      ctx.fill();
+      const blob = await canvas.convertToBlob({ type: "image/jpeg", quality: 0.9 });
+      return Array.from(new Uint8Array(await blob.arrayBuffer()));
+    },
+    [width, height],
+  );
+  return Buffer.from(bytes);
+}
+
+async function choosePhoto(page: Page) {
+  const chooser = page.waitForEvent("filechooser");
+  await page.getByRole("button", { name: "Change profile picture" }).click();
+  await (await chooser).setFiles({ name: "holiday.jpg", mimeType: "image/jpeg", buffer: await photo(page) });
+  return page.getByRole("dialog", { name: "Edit & Adjust Profile Image" });
+}
+
+test("signing in shows the profile with initials and personal info", async ({ page, request }) => {
+  await removePicture(request, GRACE.email);
+  await signIn(page, GRACE.email);
+  const avatar = page.getByRole("img", { name: `Profile picture of ${GRACE.name}` });
+  await expect(avatar).toHaveText(GRACE.initials);
+  await expect(page.getByRole("heading", { name: GRACE.name })).toBeVisible();
+  await expect(page.getByRole("tab", { name: "Personal Info" })).toHaveAttribute("aria-selected", "true");
+  const panel = page.getByRole("tabpanel");
+  for (const label of ["Email", "Phone", "Role", "Status", "Joined"]) {
+    await expect(panel.getByText(label, { exact: true })).toBeVisible();
+  }
+  await expect(panel.getByText(GRACE.email)).toBeVisible();
+  await expect(panel.getByText("Member")).toBeVisible();
+});
+
+test("pages need a session, and wrong passwords are refused", async ({ page }) => {
+  await page.goto("/profile");
+  await expect(page).toHaveURL(/\/login$/);
+  await hydrated(page);
+  await page.getByLabel("Email").fill(ADA.email);
+  await page.getByLabel("Password").fill("not the password");
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await expect(page.getByRole("alert")).toHaveText("Incorrect email or password.");
+  await expect(page).toHaveURL(/\/login$/);
+});
+
+test("Cancel closes the editor without calling the API", async ({ page, request }) => {
+  await removePicture(request, ADA.email);
+  await signIn(page, ADA.email);
+  const pictureCalls: string[] = [];
+  page.on("request", (r) => {
+    if (r.url().includes("/api/auth/user/picture") || r.method() === "PUT") pictureCalls.push(r.url());
+  });
+  const dialog = await choosePhoto(page);
+  await expect(dialog).toBeVisible();
+  await expect(dialog.getByLabel("Zoom")).toBeVisible();
+  await expect(dialog.getByLabel("Rotate")).toBeVisible();
+  await dialog.getByRole("button", { name: "Cancel" }).click();
+  await expect(dialog).toBeHidden();
+  expect(pictureCalls).toEqual([]);
+  await expect(page.getByRole("img", { name: `Profile picture of ${ADA.name}` })).toHaveText(ADA.initials);
+});
+
+test("Save uploads straight to storage and shows the new picture at once", async ({ page, request }) => {
+  await removePicture(request, ADA.email);
+  await signIn(page, ADA.email);
+  const puts: string[] = [];
+  page.on("request", (r) => {
+    if (r.method() === "PUT") puts.push(r.url());
+  });
+  const dialog = await choosePhoto(page);
+  await dialog.getByLabel("Zoom").fill("2");
+  await dialog.getByLabel("Rotate").fill("45");
+  await dialog.getByRole("button", { name: "Save" }).click();
+  await expect(dialog).toBeHidden();
+
+  const avatar = page.getByRole("img", { name: `Profile picture of ${ADA.name}` });
+  await expect(avatar).toHaveJSProperty("tagName", "IMG");
+  // The bytes went to the storage, not through the app server.
+  expect(puts).toHaveLength(1);
+  expect(new URL(puts[0]).origin).not.toBe(new URL(page.url()).origin);
+  expect(puts[0]).toContain("X-Amz-Signature=");
+  // The picture really loads, and it is the 512×512 square the editor made.
+  await expect
+    .poll(() => avatar.evaluate((img: HTMLImageElement) => img.complete && img.naturalWidth))
+    .toBe(512);
+
+  // And it is still there after a reload, in the people list too.
+  await page.reload();
+  await expect(page.getByRole("img", { name: `Profile picture of ${ADA.name}` })).toHaveJSProperty("tagName", "IMG");
+  await page.getByRole("link", { name: "People" }).click();
+  await expect(page.getByRole("img", { name: `Profile picture of ${ADA.name}` })).toHaveJSProperty("tagName", "IMG");
+  await expect(page.getByRole("img", { name: `Profile picture of ${GRACE.name}` })).toBeVisible();
+});
+
+test("a failed upload to storage shows the error and keeps the old avatar", async ({ page, request }) => {
+  await removePicture(request, ADA.email);
+  await signIn(page, ADA.email);
+  // The storage refuses the PUT, as S3 does for an expired or tampered URL.
+  await page.route(
+    (url) => url.searchParams.has("X-Amz-Signature"),
+    (route) => (route.request().method() === "PUT" ? route.fulfill({ status: 403, body: "AccessDenied" }) : route.continue()),
+  );
+  const confirms: string[] = [];
+  page.on("request", (r) => {
+    if (r.url().includes("/picture/uploaded")) confirms.push(r.url());
+  });
+  const dialog = await choosePhoto(page);
+  await dialog.getByRole("button", { name: "Save" }).click();
+  await expect(page.getByRole("alert")).toHaveText("Failed to upload image to storage");
+  expect(confirms).toEqual([]);
+  await dialog.getByRole("button", { name: "Cancel" }).click();
+  await expect(page.getByRole("img", { name: `Profile picture of ${ADA.name}` })).toHaveText(ADA.initials);
+});
+
+test("Remove picture asks first, then goes back to initials", async ({ page, request }) => {
+  await removePicture(request, ADA.email);
+  await signIn(page, ADA.email);
+  const dialog = await choosePhoto(page);
+  await dialog.getByRole("button", { name: "Save" }).click();
+  await expect(dialog).toBeHidden();
+  const avatar = page.getByRole("img", { name: `Profile picture of ${ADA.name}` });
+  await expect(avatar).toHaveJSProperty("tagName", "IMG");
+
+  page.once("dialog", (confirm) => confirm.dismiss());
+  await page.getByRole("button", { name: "Remove picture" }).click();
+  await expect(avatar).toHaveJSProperty("tagName", "IMG");
+
+  page.once("dialog", (confirm) => confirm.accept());
+  await page.getByRole("button", { name: "Remove picture" }).click();
+  await expect(avatar).toHaveText(ADA.initials);
+  await expect(page.getByRole("button", { name: "Remove picture" })).toBeHidden();
+});

@@ -1,0 +1,177 @@
+//! Configuration: the one place that reads the environment. With nothing set, everything runs
+//! embedded under `./data`; each production part is switched on by its own variables.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use leptos::config::LeptosOptions;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub leptos: LeptosOptions,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub storage: StorageConfig,
+    pub identity: IdentityConfig,
+    pub upload_url_ttl: Duration,
+    pub read_url_ttl: Duration,
+    /// Origins the storage's CORS rules admit, besides the app's own.
+    pub extra_origins: Vec<String>,
+    pub secure_cookies: bool,
+    pub log_json: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum StorageConfig {
+    /// The in-process S3 server on a loopback address (port 0 picks a free one).
+    Embedded { addr: SocketAddr },
+    /// Any S3 API: AWS itself, or a compatible store when `endpoint_url` is set.
+    External {
+        bucket: String,
+        endpoint_url: Option<String>,
+        force_path_style: bool,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub enum IdentityConfig {
+    /// The local issuer with the seeded demo accounts.
+    Embedded,
+}
+
+/// A variable that is set but wrong. Start-up stops with this message.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {name}: {problem}")]
+pub struct ConfigError {
+    pub name: &'static str,
+    pub problem: String,
+}
+
+impl Config {
+    /// Reads the process environment (and `Cargo.toml`'s Leptos metadata for the site settings).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let vars: HashMap<String, String> = std::env::vars().collect();
+        let leptos = leptos::config::get_configuration(None)
+            .map_err(|e| ConfigError {
+                name: "LEPTOS_*",
+                problem: e.to_string(),
+            })?
+            .leptos_options;
+        Self::from_vars(&vars, leptos)
+    }
+
+    /// The same, from an explicit set of variables (tests build their configuration this way).
+    pub fn from_vars(
+        vars: &HashMap<String, String>,
+        leptos: LeptosOptions,
+    ) -> Result<Self, ConfigError> {
+        let get = |name: &str| vars.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
+        let data_dir = PathBuf::from(get("PORTRAIT_DATA_DIR").unwrap_or("./data"));
+        let database_url = match get("DATABASE_URL") {
+            Some(url) if url.starts_with("sqlite:") || url.starts_with("postgres") => url.to_owned(),
+            Some(_) => {
+                return Err(ConfigError {
+                    name: "DATABASE_URL",
+                    problem: "must start with sqlite: or postgres://".into(),
+                })
+            }
+            None => format!("sqlite://{}?mode=rwc", data_dir.join("portrait.db").display()),
+        };
+        let storage = match get("S3_BUCKET") {
+            Some(bucket) => StorageConfig::External {
+                bucket: bucket.to_owned(),
+                endpoint_url: get("S3_ENDPOINT_URL").map(str::to_owned),
+                force_path_style: parse_bool(get("S3_FORCE_PATH_STYLE"), "S3_FORCE_PATH_STYLE")?
+                    .unwrap_or(false),
+            },
+            None => StorageConfig::Embedded {
+                addr: parse(get("PORTRAIT_EMBEDDED_S3_ADDR"), "PORTRAIT_EMBEDDED_S3_ADDR")?
+                    .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
+            },
+        };
+        let secs = |name: &'static str, default: u64| -> Result<Duration, ConfigError> {
+            let value = parse::<u64>(get(name), name)?.unwrap_or(default);
+            if !(1..=7 * 24 * 3600).contains(&value) {
+                return Err(ConfigError {
+                    name,
+                    problem: "must be between 1 and 604800 seconds".into(),
+                });
+            }
+            Ok(Duration::from_secs(value))
+        };
+        Ok(Self {
+            leptos,
+            data_dir,
+            database_url,
+            storage,
+            identity: IdentityConfig::Embedded,
+            upload_url_ttl: secs("PORTRAIT_UPLOAD_URL_TTL_SECS", 300)?,
+            read_url_ttl: secs("PORTRAIT_READ_URL_TTL_SECS", 900)?,
+            extra_origins: get("PORTRAIT_ALLOWED_ORIGINS")
+                .map(|v| v.split(',').map(|o| o.trim().to_owned()).collect())
+                .unwrap_or_default(),
+            secure_cookies: parse_bool(get("PORTRAIT_SECURE_COOKIES"), "PORTRAIT_SECURE_COOKIES")?
+                .unwrap_or(false),
+            log_json: get("PORTRAIT_LOG_FORMAT") == Some("json"),
+        })
+    }
+}
+
+fn parse<T: std::str::FromStr>(raw: Option<&str>, name: &'static str) -> Result<Option<T>, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    raw.map(|v| {
+        v.parse().map_err(|e: T::Err| ConfigError {
+            name,
+            problem: format!("{v:?}: {e}"),
+        })
+    })
+    .transpose()
+}
+
+fn parse_bool(raw: Option<&str>, name: &'static str) -> Result<Option<bool>, ConfigError> {
+    raw.map(|v| match v.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" => Ok(true),
+        "0" | "false" | "no" => Ok(false),
+        _ => Err(ConfigError {
+            name,
+            problem: format!("{v:?} is not a boolean (use true or false)"),
+        }),
+    })
+    .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_vars(&vars, LeptosOptions::builder().output_name("portrait").build())
+    }
+
+    #[test]
+    fn nothing_set_means_everything_embedded() {
+        let c = config(&[]).unwrap();
+        assert!(c.database_url.starts_with("sqlite://./data/portrait.db"));
+        assert!(matches!(c.storage, StorageConfig::Embedded { .. }));
+        assert_eq!(c.upload_url_ttl, Duration::from_secs(300));
+        assert_eq!(c.read_url_ttl, Duration::from_secs(900));
+    }
+
+    #[test]
+    fn a_wrong_value_names_its_variable() {
+        let e = config(&[("PORTRAIT_UPLOAD_URL_TTL_SECS", "soon")]).unwrap_err();
+        assert_eq!(e.name, "PORTRAIT_UPLOAD_URL_TTL_SECS");
+        let e = config(&[("DATABASE_URL", "mysql://x")]).unwrap_err();
+        assert_eq!(e.name, "DATABASE_URL");
+        let e = config(&[("S3_BUCKET", "b"), ("S3_FORCE_PATH_STYLE", "maybe")]).unwrap_err();
+        assert_eq!(e.name, "S3_FORCE_PATH_STYLE");
+    }
+}

@@ -1,0 +1,403 @@
+//! The embedded identity provider: password sign-in for local accounts, and RS256 tokens shaped
+//! like Cognito's (same claims, `kid` header, JWKS), verified by the same `JwksVerifier`.
+
+use std::num::NonZeroU32;
+use std::path::Path;
+use std::sync::Arc;
+
+use app::domain::{PhotoKey, UserId};
+use app::service::ports::{
+    BoxError, Directory, NewUser, Part, PortError, PortResult, SignedIn, Tokens,
+};
+use async_trait::async_trait;
+use aws_lc_rs::encoding::AsDer;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde::Serialize;
+use sqlx::{AnyPool, Row};
+use time::OffsetDateTime;
+
+use super::random_hex;
+
+/// One hour, as Cognito's default access and id token validity.
+pub const TOKEN_TTL_SECS: u64 = 3600;
+/// The app client id the local issuer puts in its tokens.
+pub const LOCAL_CLIENT_ID: &str = "portrait-local-client";
+
+pub struct LocalIssuer {
+    key: EncodingKey,
+    kid: String,
+    jwks: JwkSet,
+    issuer: String,
+}
+
+impl LocalIssuer {
+    /// Loads the signing key from the data directory, creating it on first start.
+    pub fn load_or_create(data_dir: &Path, issuer: String) -> Result<Self, BoxError> {
+        let path = data_dir.join("issuer-key.pem");
+        let pem = match std::fs::read(&path) {
+            Ok(pem) => pem,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let pem = generate_rsa_pem()?;
+                write_private(&path, &pem)?;
+                pem
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let key = EncodingKey::from_rsa_pem(&pem)?;
+        // The key id names the key, so a rotated key gets a new one and verifiers refetch.
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &pem);
+        let kid = URL_SAFE_NO_PAD.encode(&digest.as_ref()[..12]);
+        let mut jwk = Jwk::from_encoding_key(&key, Algorithm::RS256)?;
+        jwk.common.key_id = Some(kid.clone());
+        jwk.common.public_key_use = Some(PublicKeyUse::Signature);
+        Ok(Self {
+            key,
+            kid,
+            jwks: JwkSet { keys: vec![jwk] },
+            issuer,
+        })
+    }
+
+    pub fn jwks(&self) -> &JwkSet {
+        &self.jwks
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    fn sign(&self, claims: &impl Serialize) -> Result<String, BoxError> {
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(self.kid.clone());
+        Ok(jsonwebtoken::encode(&header, claims, &self.key)?)
+    }
+
+    /// An access and an id token for `account`, with Cognito's claim names.
+    pub fn mint(&self, account: &Account) -> Result<Tokens, BoxError> {
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let exp = now + TOKEN_TTL_SECS as i64;
+        let access = AccessClaims {
+            sub: account.user.id.as_str(),
+            iss: &self.issuer,
+            client_id: LOCAL_CLIENT_ID,
+            token_use: "access",
+            scope: "aws.cognito.signin.user.admin",
+            auth_time: now,
+            iat: now,
+            exp,
+            jti: random_hex(16),
+            username: &account.user.email,
+        };
+        let id = IdClaims {
+            sub: account.user.id.as_str(),
+            iss: &self.issuer,
+            aud: LOCAL_CLIENT_ID,
+            token_use: "id",
+            auth_time: now,
+            iat: now,
+            exp,
+            email: &account.user.email,
+            email_verified: true,
+            name: &account.user.name,
+            phone_number: account.user.phone.as_deref(),
+            picture: account.picture.as_deref(),
+            cognito_username: &account.user.email,
+        };
+        Ok(Tokens {
+            access_token: self.sign(&access)?,
+            id_token: self.sign(&id)?,
+            expires_in: TOKEN_TTL_SECS,
+        })
+    }
+}
+
+#[derive(Serialize)]
+struct AccessClaims<'a> {
+    sub: &'a str,
+    iss: &'a str,
+    client_id: &'a str,
+    token_use: &'a str,
+    scope: &'a str,
+    auth_time: i64,
+    iat: i64,
+    exp: i64,
+    jti: String,
+    username: &'a str,
+}
+
+#[derive(Serialize)]
+struct IdClaims<'a> {
+    sub: &'a str,
+    iss: &'a str,
+    aud: &'a str,
+    token_use: &'a str,
+    auth_time: i64,
+    iat: i64,
+    exp: i64,
+    email: &'a str,
+    email_verified: bool,
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    phone_number: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    picture: Option<&'a str>,
+    #[serde(rename = "cognito:username")]
+    cognito_username: &'a str,
+}
+
+fn generate_rsa_pem() -> Result<Vec<u8>, BoxError> {
+    let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+        .map_err(|_| "RSA key generation failed")?;
+    let der = pair.as_der().map_err(|_| "RSA key encoding failed")?;
+    let body = STANDARD.encode(der.as_ref());
+    let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
+    for line in body.as_bytes().chunks(64) {
+        pem.push_str(std::str::from_utf8(line)?);
+        pem.push('\n');
+    }
+    pem.push_str("-----END PRIVATE KEY-----\n");
+    Ok(pem.into_bytes())
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(bytes)
+}
+
+/// A local account: the user's row plus the directory's own `picture` attribute.
+pub struct Account {
+    pub user: NewUser,
+    pub picture: Option<String>,
+}
+
+/// The `Directory` of embedded mode: accounts in the `local_accounts` table.
+pub struct EmbeddedDirectory {
+    pool: AnyPool,
+    issuer: Arc<LocalIssuer>,
+}
+
+impl EmbeddedDirectory {
+    pub fn new(pool: AnyPool, issuer: Arc<LocalIssuer>) -> Self {
+        Self { pool, issuer }
+    }
+}
+
+fn directory_error(e: impl Into<BoxError>) -> PortError {
+    PortError::new(Part::Directory, e)
+}
+
+#[async_trait]
+impl Directory for EmbeddedDirectory {
+    async fn sign_in(&self, email: &str, password: &str) -> PortResult<Option<SignedIn>> {
+        let row = sqlx::query(
+            "SELECT a.user_id, a.password_hash, a.picture, u.email, u.name, u.phone \
+             FROM local_accounts a JOIN users u ON u.id = a.user_id \
+             WHERE lower(a.email) = lower($1)",
+        )
+        .bind(email)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(directory_error)?;
+        let Some(row) = row else {
+            // Spend the same time as a real check, so response times do not reveal which
+            // emails have accounts.
+            let _ = verify_password(password, &DUMMY_HASH);
+            return Ok(None);
+        };
+        let hash: String = row.try_get("password_hash").map_err(directory_error)?;
+        if !verify_password(password, &hash) {
+            return Ok(None);
+        }
+        let user_id: String = row.try_get("user_id").map_err(directory_error)?;
+        let account = Account {
+            user: NewUser {
+                id: UserId::parse(user_id).map_err(directory_error)?,
+                email: row.try_get("email").map_err(directory_error)?,
+                name: row.try_get("name").map_err(directory_error)?,
+                phone: row.try_get("phone").map_err(directory_error)?,
+            },
+            picture: row.try_get("picture").map_err(directory_error)?,
+        };
+        let tokens = self.issuer.mint(&account).map_err(directory_error)?;
+        Ok(Some(SignedIn {
+            tokens,
+            user: account.user,
+        }))
+    }
+
+    async fn set_picture(&self, id: &UserId, key: &PhotoKey) -> PortResult<()> {
+        self.write_picture(id, Some(key.as_str())).await
+    }
+
+    async fn remove_picture(&self, id: &UserId) -> PortResult<()> {
+        self.write_picture(id, None).await
+    }
+}
+
+impl EmbeddedDirectory {
+    async fn write_picture(&self, id: &UserId, picture: Option<&str>) -> PortResult<()> {
+        sqlx::query("UPDATE local_accounts SET picture = $1 WHERE user_id = $2")
+            .bind(picture)
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(directory_error)?;
+        Ok(())
+    }
+
+    /// The `picture` attribute as the directory holds it (tests compare it with the database).
+    pub async fn picture(&self, id: &UserId) -> PortResult<Option<String>> {
+        sqlx::query_scalar("SELECT picture FROM local_accounts WHERE user_id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map(Option::flatten)
+            .map_err(directory_error)
+    }
+}
+
+/// PBKDF2-HMAC-SHA256. The iteration count is modest because these are local demo accounts on a
+/// developer machine; real accounts live in Cognito.
+const PBKDF2_ITERATIONS: u32 = 60_000;
+/// Checked against when the email is unknown, so that both cases cost the same.
+static DUMMY_HASH: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| hash_password("no such account"));
+
+pub fn hash_password(password: &str) -> String {
+    let mut salt = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut salt).expect("the system random generator failed");
+    let mut out = [0u8; 32];
+    pbkdf2(password, &salt, PBKDF2_ITERATIONS, &mut out);
+    format!(
+        "pbkdf2-sha256${PBKDF2_ITERATIONS}${}${}",
+        URL_SAFE_NO_PAD.encode(salt),
+        URL_SAFE_NO_PAD.encode(out)
+    )
+}
+
+fn verify_password(password: &str, stored: &str) -> bool {
+    let mut parts = stored.split('$');
+    let (Some("pbkdf2-sha256"), Some(iterations), Some(salt), Some(expected), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return false;
+    };
+    let (Ok(iterations), Ok(salt), Ok(expected)) = (
+        iterations.parse::<u32>(),
+        URL_SAFE_NO_PAD.decode(salt),
+        URL_SAFE_NO_PAD.decode(expected),
+    ) else {
+        return false;
+    };
+    let Some(iterations) = NonZeroU32::new(iterations) else {
+        return false;
+    };
+    aws_lc_rs::pbkdf2::verify(
+        aws_lc_rs::pbkdf2::PBKDF2_HMAC_SHA256,
+        iterations,
+        &salt,
+        password.as_bytes(),
+        &expected,
+    )
+    .is_ok()
+}
+
+fn pbkdf2(password: &str, salt: &[u8], iterations: u32, out: &mut [u8]) {
+    aws_lc_rs::pbkdf2::derive(
+        aws_lc_rs::pbkdf2::PBKDF2_HMAC_SHA256,
+        NonZeroU32::new(iterations).expect("iterations are non-zero"),
+        salt,
+        password.as_bytes(),
+        out,
+    );
+}
+
+/// The password of the seeded demo accounts (embedded mode only; shown on the sign-in page).
+pub const DEMO_PASSWORD: &str = "portrait-demo";
+
+struct DemoUser {
+    email: &'static str,
+    name: &'static str,
+    role: &'static str,
+    phone: &'static str,
+    joined_at: &'static str,
+}
+
+const DEMO_USERS: [DemoUser; 2] = [
+    DemoUser {
+        email: "ada@example.com",
+        name: "Ada Dev",
+        role: "Admin",
+        phone: "+44 20 7946 0001",
+        joined_at: "2024-03-12",
+    },
+    DemoUser {
+        email: "grace@example.com",
+        name: "Grace Hopper",
+        role: "Member",
+        phone: "+1 212 555 0142",
+        joined_at: "2025-01-20",
+    },
+];
+
+/// Creates the demo accounts that do not exist yet. Safe to run on every start.
+pub async fn seed_demo_users(pool: &AnyPool) -> Result<(), BoxError> {
+    for demo in &DEMO_USERS {
+        let exists: Option<String> =
+            sqlx::query_scalar("SELECT user_id FROM local_accounts WHERE email = $1")
+                .bind(demo.email)
+                .fetch_optional(pool)
+                .await?;
+        if exists.is_some() {
+            continue;
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        let mut tx = pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO users (id, email, name, phone, role, status, joined_at) \
+             VALUES ($1, $2, $3, $4, $5, 'Active', $6)",
+        )
+        .bind(&id)
+        .bind(demo.email)
+        .bind(demo.name)
+        .bind(demo.phone)
+        .bind(demo.role)
+        .bind(demo.joined_at)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("INSERT INTO local_accounts (user_id, email, password_hash) VALUES ($1, $2, $3)")
+            .bind(&id)
+            .bind(demo.email)
+            .bind(hash_password(DEMO_PASSWORD))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        tracing::info!(email = demo.email, "seeded demo account");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_verify_only_against_their_own_hash() {
+        let hash = hash_password("portrait-demo");
+        assert!(verify_password("portrait-demo", &hash));
+        assert!(!verify_password("portrait-demo ", &hash));
+        assert!(!verify_password("portrait-demo", &DUMMY_HASH));
+        assert!(!verify_password("x", "plain-text"));
+    }
+}

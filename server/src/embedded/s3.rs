@@ -1,0 +1,119 @@
+//! An S3-compatible server on a loopback port, storing objects under the data directory.
+//!
+//! `s3s` checks SigV4 for real (signature, expiry, signed content type and length), so a
+//! presigned URL is enforced here exactly as on AWS. It has no CORS support, so tower-http's
+//! `CorsLayer` answers the browser's preflights for the app's origin. It is served at the root of
+//! its own listener: behind a path prefix the signed path would no longer match.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use app::service::ports::BoxError;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use http::{header, HeaderValue, Method, StatusCode};
+use s3s::auth::SimpleAuth;
+use s3s::service::S3ServiceBuilder;
+use tokio::net::TcpListener;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use super::random_hex;
+use crate::storage::S3Storage;
+
+pub const BUCKET: &str = "portrait";
+const REGION: &str = "us-east-1";
+
+/// A running embedded store and what a client needs to reach it.
+pub struct EmbeddedS3 {
+    pub endpoint: String,
+    access_key: String,
+    secret_key: String,
+}
+
+impl EmbeddedS3 {
+    /// Binds `addr` and serves until the process ends. Credentials are fresh on every start:
+    /// they never leave the process, and URLs signed before a restart simply stop working.
+    pub async fn start(
+        data_dir: &Path,
+        addr: SocketAddr,
+        allowed_origins: Vec<String>,
+    ) -> Result<Self, BoxError> {
+        let root = data_dir.join("objects");
+        std::fs::create_dir_all(root.join(BUCKET))?;
+        let access_key = format!("PORTRAIT{}", random_hex(8).to_uppercase());
+        let secret_key = random_hex(32);
+
+        let store = s3s_fs::FileSystem::new(&root).map_err(|e| format!("object store: {e:?}"))?;
+        let mut builder = S3ServiceBuilder::new(store);
+        builder.set_auth(SimpleAuth::from_single(access_key.clone(), secret_key.clone()));
+        let s3 = builder.build();
+
+        let handler = move |req: Request| {
+            let mut s3 = s3.clone();
+            async move {
+                let response = match tower::Service::call(&mut s3, req).await {
+                    Ok(response) => response.map(Body::new),
+                    Err(e) => {
+                        tracing::error!(error = ?e, "embedded S3 failed");
+                        StatusCode::INTERNAL_SERVER_ERROR.into_response()
+                    }
+                };
+                Ok::<Response, Infallible>(response)
+            }
+        };
+        let router = Router::new()
+            .fallback_service(tower::service_fn(handler))
+            .layer(cors(&allowed_origins));
+
+        let listener = TcpListener::bind(addr).await?;
+        let endpoint = format!("http://{}", listener.local_addr()?);
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router).await {
+                tracing::error!(error = %e, "embedded S3 stopped");
+            }
+        });
+        tracing::info!(%endpoint, "embedded S3 listening");
+        Ok(Self {
+            endpoint,
+            access_key,
+            secret_key,
+        })
+    }
+
+    pub fn storage(&self) -> S3Storage {
+        let config = aws_sdk_s3::config::Builder::new()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(REGION))
+            .credentials_provider(Credentials::new(
+                &self.access_key,
+                &self.secret_key,
+                None,
+                None,
+                "portrait-embedded",
+            ))
+            .endpoint_url(&self.endpoint)
+            .force_path_style(true);
+        let client = aws_sdk_s3::Client::from_conf(S3Storage::client_config(config).build());
+        S3Storage::new(client, BUCKET)
+    }
+}
+
+/// What a bucket's CORS configuration would say on AWS: the app's origins may PUT and GET,
+/// with the headers a presigned PUT carries, and may read the ETag.
+fn cors(origins: &[String]) -> CorsLayer {
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::GET, Method::PUT, Method::HEAD])
+        .allow_headers([header::CONTENT_TYPE])
+        .expose_headers([header::ETAG])
+        .max_age(Duration::from_secs(600))
+}

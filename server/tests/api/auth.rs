@@ -1,0 +1,123 @@
+//! Token verification, attacked with tokens that are each wrong in exactly one way.
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use server::embedded::issuer::LOCAL_CLIENT_ID;
+
+use crate::helpers::{error_message, TestApp, ADA};
+
+struct Forge {
+    key: EncodingKey,
+    kid: String,
+    claims: Value,
+}
+
+impl Forge {
+    /// Starts from a genuine access token: the real signing key (read from the data dir, as an
+    /// attacker who stole it could not, but as we need to vary one thing at a time) and its claims.
+    async fn from(app: &TestApp) -> Self {
+        let token = app.token(ADA).await;
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        let payload = token.split('.').nth(1).unwrap();
+        use base64::Engine;
+        let claims: Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap(),
+        )
+        .unwrap();
+        let pem = std::fs::read(app.data_dir.path().join("issuer-key.pem")).unwrap();
+        Self {
+            key: EncodingKey::from_rsa_pem(&pem).unwrap(),
+            kid: header.kid.unwrap(),
+            claims,
+        }
+    }
+
+    fn sign(&self, claims: &Value) -> String {
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, claims, &self.key).unwrap()
+    }
+
+    fn with(&self, field: &str, value: Value) -> String {
+        let mut claims = self.claims.clone();
+        claims[field] = value;
+        self.sign(&claims)
+    }
+}
+
+async fn assert_refused(app: &TestApp, token: &str, why: &str) {
+    let response = app.get("/api/auth/user/profile", Some(token)).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "accepted a token with {why}");
+    assert_eq!(error_message(response, StatusCode::UNAUTHORIZED).await, "Please sign in.");
+}
+
+#[tokio::test]
+async fn a_genuine_token_re_signed_unchanged_is_accepted() {
+    // The control: proves the forging below changes only what each case says.
+    let app = TestApp::spawn().await;
+    let forge = Forge::from(&app).await;
+    let token = forge.sign(&forge.claims);
+    assert_eq!(app.get("/api/auth/user/profile", Some(&token)).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn tokens_wrong_in_one_claim_are_refused() {
+    let app = TestApp::spawn().await;
+    let forge = Forge::from(&app).await;
+    let an_hour_ago = time::OffsetDateTime::now_utc().unix_timestamp() - 3600;
+    assert_refused(&app, &forge.with("exp", json!(an_hour_ago)), "an expired exp").await;
+    assert_refused(&app, &forge.with("iss", json!("https://cognito-idp.us-east-1.amazonaws.com/other")), "another issuer").await;
+    assert_refused(&app, &forge.with("client_id", json!("another-client")), "another client").await;
+    assert_refused(&app, &forge.with("token_use", json!("id")), "token_use id").await;
+    assert_refused(&app, &forge.with("sub", json!("../../etc")), "a hostile sub").await;
+    let mut no_exp = forge.claims.clone();
+    no_exp.as_object_mut().unwrap().remove("exp");
+    assert_refused(&app, &forge.sign(&no_exp), "no exp").await;
+}
+
+#[tokio::test]
+async fn the_id_token_is_not_an_access_token() {
+    let app = TestApp::spawn().await;
+    let body: Value = app.login_response(ADA, "portrait-demo").await.json().await.unwrap();
+    let id_token = body["idToken"].as_str().unwrap();
+    assert_refused(&app, id_token, "token_use id (the id token)").await;
+}
+
+#[tokio::test]
+async fn tokens_not_signed_by_the_issuer_are_refused() {
+    let app = TestApp::spawn().await;
+    let forge = Forge::from(&app).await;
+
+    // Signed by another RSA key that claims the real key id.
+    let other = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+    use aws_lc_rs::encoding::AsDer;
+    let der = other.as_der().unwrap();
+    let pem = format!(
+        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, der.as_ref())
+    );
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some(forge.kid.clone());
+    let foreign = jsonwebtoken::encode(&header, &forge.claims, &EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap()).unwrap();
+    assert_refused(&app, &foreign, "a foreign signature").await;
+
+    // HS256 keyed with something public, the classic algorithm-confusion attack.
+    let mut hs = Header::new(Algorithm::HS256);
+    hs.kid = Some(forge.kid.clone());
+    let confused = jsonwebtoken::encode(&hs, &forge.claims, &EncodingKey::from_secret(forge.kid.as_bytes())).unwrap();
+    assert_refused(&app, &confused, "alg HS256").await;
+
+    // alg none: a header and payload with an empty signature.
+    use base64::Engine;
+    let b64 = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let unsigned = format!("{}.{}.", b64(&json!({ "alg": "none", "kid": forge.kid })), b64(&forge.claims));
+    assert_refused(&app, &unsigned, "alg none").await;
+
+    // An unknown key id.
+    let mut unknown = Header::new(Algorithm::RS256);
+    unknown.kid = Some("no-such-key".into());
+    let token = jsonwebtoken::encode(&unknown, &forge.claims, &forge.key).unwrap();
+    assert_refused(&app, &token, "an unknown kid").await;
+    assert_eq!(forge.claims["client_id"], LOCAL_CLIENT_ID);
+}

@@ -1,0 +1,204 @@
+use std::collections::{BTreeMap, HashMap};
+use std::io::Cursor;
+use std::sync::Arc;
+
+use app::domain::PhotoKey;
+use app::service::ports::ObjectStore;
+use leptos::config::LeptosOptions;
+use reqwest::{Response, StatusCode};
+use serde_json::{json, Value};
+use server::config::Config;
+use server::embedded::issuer::{EmbeddedDirectory, DEMO_PASSWORD};
+use server::startup::Application;
+
+pub const ADA: &str = "ada@example.com";
+pub const GRACE: &str = "grace@example.com";
+
+pub struct TestApp {
+    pub address: String,
+    pub data_dir: tempfile::TempDir,
+    pub http: reqwest::Client,
+    pub storage: Arc<dyn ObjectStore>,
+    pub directory: Arc<EmbeddedDirectory>,
+}
+
+/// What an upload URL response carries, typed for the tests.
+pub struct Grant {
+    pub photo_key: String,
+    pub upload_url: String,
+    pub headers: BTreeMap<String, String>,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(&[]).await
+    }
+
+    pub async fn spawn_with(vars: &[(&str, &str)]) -> Self {
+        if std::env::var_os("TEST_LOG").is_some() {
+            server::telemetry::init(false);
+        }
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        let mut env: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        env.insert(
+            "PORTRAIT_DATA_DIR".into(),
+            data_dir.path().display().to_string(),
+        );
+        let leptos = LeptosOptions::builder()
+            .output_name("portrait")
+            .site_root("target/site")
+            .site_addr(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+            .build();
+        let config = Config::from_vars(&env, leptos).expect("valid test configuration");
+        let app = Application::build(config).await.expect("the app starts");
+        let address = format!("http://{}", app.addr);
+        let storage = app.storage.clone();
+        let directory = app.directory.clone();
+        tokio::spawn(app.run_until_stopped());
+        Self {
+            address,
+            data_dir,
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            storage,
+            directory,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn login_response(&self, email: &str, password: &str) -> Response {
+        self.http
+            .post(self.url("/api/auth/login"))
+            .json(&json!({ "email": email, "password": password }))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Signs in and returns the access token.
+    pub async fn token(&self, email: &str) -> String {
+        let response = self.login_response(email, DEMO_PASSWORD).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: Value = response.json().await.unwrap();
+        body["accessToken"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Response {
+        let mut request = self.http.get(self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.unwrap()
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Response {
+        let mut request = self.http.post(self.url(path)).json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.unwrap()
+    }
+
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> Response {
+        let mut request = self.http.delete(self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.unwrap()
+    }
+
+    pub async fn profile(&self, token: &str) -> Value {
+        let response = self.get("/api/auth/user/profile", Some(token)).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.unwrap()
+    }
+
+    pub async fn grant(&self, token: &str, content_type: &str, length: usize) -> Grant {
+        let response = self
+            .post(
+                "/api/auth/user/picture/upload-url",
+                Some(token),
+                &json!({ "fileName": "me.jpg", "contentType": content_type, "contentLength": length }),
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: Value = response.json().await.unwrap();
+        Grant {
+            photo_key: body["photoKey"].as_str().unwrap().to_owned(),
+            upload_url: body["uploadUrl"].as_str().unwrap().to_owned(),
+            headers: serde_json::from_value(body["headers"].clone()).unwrap(),
+        }
+    }
+
+    /// PUTs straight to the storage, as the browser does, with exactly the granted headers
+    /// (reqwest, like a browser, sets Content-Length from the body itself).
+    pub async fn put(&self, grant: &Grant, body: Vec<u8>) -> Response {
+        let mut request = self.http.put(&grant.upload_url);
+        for (name, value) in &grant.headers {
+            if name != "content-length" {
+                request = request.header(name, value);
+            }
+        }
+        request.body(body).send().await.unwrap()
+    }
+
+    pub async fn confirm(&self, token: &str, photo_key: &str) -> Response {
+        self.post(
+            "/api/auth/user/picture/uploaded",
+            Some(token),
+            &json!({ "photoKey": photo_key }),
+        )
+        .await
+    }
+
+    /// The whole three-step flow for a JPEG; returns the key and the confirm response body.
+    pub async fn upload_jpeg(&self, token: &str, jpeg: Vec<u8>) -> (String, Value) {
+        let grant = self.grant(token, "image/jpeg", jpeg.len()).await;
+        let put = self.put(&grant, jpeg).await;
+        assert!(put.status().is_success(), "PUT failed: {}", put.status());
+        let confirm = self.confirm(token, &grant.photo_key).await;
+        assert_eq!(confirm.status(), StatusCode::OK);
+        (grant.photo_key, confirm.json().await.unwrap())
+    }
+
+    /// Whether the storage holds `key`, asked through the S3 API.
+    pub async fn stored(&self, key: &str) -> bool {
+        let key = PhotoKey::parse(key).unwrap();
+        self.storage.head(&key).await.unwrap().is_some()
+    }
+}
+
+pub fn jpeg(width: u32, height: u32) -> Vec<u8> {
+    encode(width, height, image::ImageFormat::Jpeg)
+}
+
+pub fn png(width: u32, height: u32) -> Vec<u8> {
+    encode(width, height, image::ImageFormat::Png)
+}
+
+fn encode(width: u32, height: u32, format: image::ImageFormat) -> Vec<u8> {
+    let picture = image::RgbImage::from_fn(width, height, |x, y| {
+        image::Rgb([(x * 7) as u8, (y * 3) as u8, 99])
+    });
+    let mut out = Cursor::new(Vec::new());
+    picture.write_to(&mut out, format).unwrap();
+    out.into_inner()
+}
+
+/// Asserts the status and that the body is `{"message": ...}`; returns the message.
+pub async fn error_message(response: Response, status: StatusCode) -> String {
+    assert_eq!(response.status(), status);
+    let body: Value = response.json().await.expect("a JSON error body");
+    body["message"]
+        .as_str()
+        .expect("an error message")
+        .to_owned()
+}

@@ -1,0 +1,5 @@
+//! Black-box tests: the real server on port 0 with a fresh data directory, driven over HTTP.
+
+mod auth;
+mod helpers;
+mod pictures;

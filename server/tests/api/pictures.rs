@@ -1,0 +1,296 @@
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::{error_message, jpeg, png, TestApp, ADA, GRACE};
+
+#[tokio::test]
+async fn sign_in_returns_tokens_and_an_http_only_cookie() {
+    let app = TestApp::spawn().await;
+    let response = app.login_response(ADA, "portrait-demo").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let cookie = response.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.starts_with("portrait_session="), "{cookie}");
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"), "{cookie}");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["tokenType"], "Bearer");
+    assert_eq!(body["expiresIn"], 3600);
+    assert!(body["idToken"].as_str().unwrap().split('.').count() == 3);
+
+    // The cookie alone authenticates the browser app.
+    let session = cookie.split(';').next().unwrap();
+    let profile = app
+        .http
+        .get(app.url("/api/auth/user/profile"))
+        .header("cookie", session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(profile.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn wrong_credentials_are_a_401() {
+    let app = TestApp::spawn().await;
+    for (email, password) in [(ADA, "wrong"), ("nobody@example.com", "portrait-demo")] {
+        let message = error_message(app.login_response(email, password).await, StatusCode::UNAUTHORIZED).await;
+        assert_eq!(message, "Incorrect email or password.");
+    }
+    let message = error_message(app.login_response("", "").await, StatusCode::BAD_REQUEST).await;
+    assert!(message.contains("required"), "{message}");
+}
+
+#[tokio::test]
+async fn the_profile_shows_the_seeded_user_with_initials_and_no_picture() {
+    let app = TestApp::spawn().await;
+    let token = app.token(ADA).await;
+    let profile = app.profile(&token).await;
+    assert_eq!(profile["name"], "Ada Dev");
+    assert_eq!(profile["email"], ADA);
+    assert_eq!(profile["role"], "Admin");
+    assert_eq!(profile["status"], "Active");
+    assert_eq!(profile["initials"], "AD");
+    assert!(profile["phone"].is_string() && profile["joinedAt"].is_string());
+    assert!(profile["pictureUrl"].is_null());
+    assert!(profile["pictureExpiresAtUtc"].is_null());
+}
+
+#[tokio::test]
+async fn every_endpoint_needs_a_valid_token() {
+    let app = TestApp::spawn().await;
+    let body = json!({ "fileName": "a.jpg", "contentType": "image/jpeg", "contentLength": 10 });
+    for token in [None, Some("not-a-jwt"), Some("a.b.c")] {
+        for response in [
+            app.get("/api/auth/user/profile", token).await,
+            app.get("/api/users", token).await,
+            app.post("/api/auth/user/picture/upload-url", token, &body).await,
+            app.post("/api/auth/user/picture/uploaded", token, &json!({ "photoKey": "x" })).await,
+            app.delete("/api/auth/user/picture", token).await,
+        ] {
+            assert_eq!(error_message(response, StatusCode::UNAUTHORIZED).await, "Please sign in.");
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_whole_flow_stores_serves_and_records_the_picture() {
+    let app = TestApp::spawn().await;
+    let token = app.token(ADA).await;
+    let picture = jpeg(64, 64);
+
+    let grant = app.grant(&token, "image/jpeg", picture.len()).await;
+    let user_id = app.profile(&token).await["id"].as_str().unwrap().to_owned();
+    assert!(grant.photo_key.starts_with(&format!("users/{user_id}/profile_")));
+    assert!(grant.photo_key.ends_with(".jpg"));
+    assert_eq!(grant.headers["content-type"], "image/jpeg");
+    assert_eq!(grant.headers["content-length"], picture.len().to_string());
+    // No checksum pinned into the URL: it would be the checksum of an empty body.
+    assert!(!grant.upload_url.to_lowercase().contains("x-amz-checksum"), "{}", grant.upload_url);
+
+    let put = app.put(&grant, picture.clone()).await;
+    assert_eq!(put.status(), StatusCode::OK);
+    let confirm = app.confirm(&token, &grant.photo_key).await;
+    assert_eq!(confirm.status(), StatusCode::OK);
+    let body: Value = confirm.json().await.unwrap();
+    assert_eq!(body["message"], "Profile picture updated successfully.");
+    let url = body["profile"]["pictureUrl"].as_str().expect("a read URL");
+    assert!(body["profile"]["pictureExpiresAtUtc"].is_string());
+
+    // The read URL serves exactly the bytes, as the image type.
+    let served = app.http.get(url).send().await.unwrap();
+    assert_eq!(served.status(), StatusCode::OK);
+    assert_eq!(served.headers()["content-type"], "image/jpeg");
+    assert_eq!(served.bytes().await.unwrap().to_vec(), picture);
+
+    // The directory's picture attribute holds the key.
+    let id = app::domain::UserId::parse(user_id).unwrap();
+    assert_eq!(app.directory.picture(&id).await.unwrap().as_deref(), Some(grant.photo_key.as_str()));
+    // The profile and the user list show it from now on.
+    assert!(app.profile(&token).await["pictureUrl"].is_string());
+    let users: Value = app.get("/api/users", Some(&token)).await.json().await.unwrap();
+    let ada = users.as_array().unwrap().iter().find(|u| u["name"] == "Ada Dev").unwrap();
+    assert!(ada["pictureUrl"].is_string());
+    assert_eq!(ada["initials"], "AD");
+}
+
+#[tokio::test]
+async fn a_new_picture_replaces_and_deletes_the_old_one() {
+    let app = TestApp::spawn().await;
+    let token = app.token(ADA).await;
+    let (first, _) = app.upload_jpeg(&token, jpeg(32, 32)).await;
+    assert!(app.stored(&first).await);
+    let (second, body) = app.upload_jpeg(&token, jpeg(48, 48)).await;
+    assert_ne!(first, second);
+    assert!(!app.stored(&first).await, "the old object must be gone");
+    assert!(app.stored(&second).await);
+    assert!(body["profile"]["pictureUrl"].as_str().unwrap().contains(&second));
+}
+
+#[tokio::test]
+async fn confirming_the_same_key_twice_is_harmless() {
+    let app = TestApp::spawn().await;
+    let token = app.token(ADA).await;
+    let (key, _) = app.upload_jpeg(&token, jpeg(16, 16)).await;
+    let again = app.confirm(&token, &key).await;
+    assert_eq!(again.status(), StatusCode::OK);
+    assert!(app.stored(&key).await);
+}
+
+#[tokio::test]
+async fn the_storage_refuses_a_put_that_differs_from_what_was_signed() {
+    let app = TestApp::spawn().await;
+    let token = app.token(ADA).await;
+    let picture = jpeg(32, 32);
+    let grant = app.grant(&token, "image/jpeg", picture.len()).await;
+
+    let wrong_type = app
+        .http
+        .put(&grant.upload_url)
+        .header("content-type", "image/png")
+        .body(picture.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_type.status(), StatusCode::FORBIDDEN);
+
+    let mut longer = picture.clone();
+    longer.push(0);
+    assert_eq!(app.put(&grant, longer).await.status(), StatusCode::FORBIDDEN);
+
+    let mut tampered = grant.upload_url.clone();
+    tampered = tampered.replacen("/profile_", "/profile_9", 1);
+    let forged = app
+        .http
+        .put(&tampered)
+        .header("content-type", "image/jpeg")
+        .body(picture.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+
+    // Nothing was stored, so confirming finds nothing, and the user keeps having no picture.
+    let message = error_message(app.confirm(&token, &grant.photo_key).await, StatusCode::BAD_REQUEST).await;
+    assert!(message.contains("not found"), "{message}");
+    assert!(app.profile(&token).await["pictureUrl"].is_null());
+}
+
+#[tokio::test]
+async fn content_that_is_not_the_announced_image_is_refused_and_deleted() {
+    let app = TestApp::spawn().await;
+    let token = app.token(ADA).await;
+    let (kept, _) = app.upload_jpeg(&token, jpeg(20, 20)).await;
+
+    let html = b"<html><script>alert(document.cookie)</script></html>".to_vec();
+    let grant = app.grant(&token, "image/png", html.len()).await;
+    assert_eq!(app.put(&grant, html).await.status(), StatusCode::OK);
+    let message = error_message(app.confirm(&token, &grant.photo_key).await, StatusCode::BAD_REQUEST).await;
+    assert!(message.contains("not a PNG"), "{message}");
+    assert!(!app.stored(&grant.photo_key).await, "refused content must be deleted");
+
+    // The picture the user had is untouched.
+    assert!(app.stored(&kept).await);
+    assert!(app.profile(&token).await["pictureUrl"].as_str().unwrap().contains(&kept));
+
+    // A real PNG of the announced type goes through.
+    let picture = png(10, 10);
+    let grant = app.grant(&token, "image/png", picture.len()).await;
+    app.put(&grant, picture).await;
+    assert_eq!(app.confirm(&token, &grant.photo_key).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn keys_that_were_not_issued_to_this_user_are_refused() {
+    let app = TestApp::spawn().await;
+    let ada = app.token(ADA).await;
+    let grace = app.token(GRACE).await;
+    let grant = app.grant(&ada, "image/jpeg", 100).await;
+
+    let message = error_message(app.confirm(&grace, &grant.photo_key).await, StatusCode::FORBIDDEN).await;
+    assert!(message.contains("another user"), "{message}");
+
+    let grace_id = app.profile(&grace).await["id"].as_str().unwrap().to_owned();
+    let unissued = format!("users/{grace_id}/profile_1700000000000_0123456789abcdef.jpg");
+    let message = error_message(app.confirm(&grace, &unissued).await, StatusCode::BAD_REQUEST).await;
+    assert!(message.contains("Unknown photoKey"), "{message}");
+
+    for hostile in [
+        "".to_string(),
+        "../../etc/passwd".into(),
+        format!("users/{grace_id}/../x/profile_1_0123456789abcdef.jpg"),
+        format!("/users/{grace_id}/profile_1_0123456789abcdef.jpg"),
+        "x".repeat(10_000),
+    ] {
+        let message = error_message(app.confirm(&grace, &hostile).await, StatusCode::BAD_REQUEST).await;
+        assert_eq!(message, "Invalid photoKey.");
+    }
+}
+
+#[tokio::test]
+async fn bad_upload_requests_are_400_with_a_clear_message() {
+    let app = TestApp::spawn().await;
+    let token = app.token(ADA).await;
+    let cases = [
+        (json!({ "fileName": "a.svg", "contentType": "image/svg+xml", "contentLength": 10 }), "Unsupported content type"),
+        (json!({ "fileName": "a.jpg", "contentType": "image/jpeg", "contentLength": 0 }), "empty"),
+        (json!({ "fileName": "a.jpg", "contentType": "image/jpeg", "contentLength": 6_000_000 }), "too large"),
+        (json!({ "fileName": "a".repeat(300), "contentType": "image/jpeg", "contentLength": 10 }), "too long"),
+        (json!({ "fileName": "a.jpg", "contentType": "image/jpeg" }), "Invalid request body"),
+        (json!({ "fileName": "a.jpg", "contentType": "image/jpeg", "contentLength": "ten" }), "Invalid request body"),
+    ];
+    for (body, expected) in cases {
+        let response = app.post("/api/auth/user/picture/upload-url", Some(&token), &body).await;
+        let message = error_message(response, StatusCode::BAD_REQUEST).await;
+        assert!(message.contains(expected), "{body}: {message}");
+    }
+    let garbage = app
+        .http
+        .post(app.url("/api/auth/user/picture/upload-url"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(garbage.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn removing_the_picture_clears_object_attribute_and_profile() {
+    let app = TestApp::spawn().await;
+    let token = app.token(GRACE).await;
+    let (key, _) = app.upload_jpeg(&token, jpeg(24, 24)).await;
+
+    let response = app.delete("/api/auth/user/picture", Some(&token)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["message"], "Profile picture removed.");
+    assert!(body["profile"]["pictureUrl"].is_null());
+    assert!(!app.stored(&key).await);
+    let id = app::domain::UserId::parse(body["profile"]["id"].as_str().unwrap()).unwrap();
+    assert_eq!(app.directory.picture(&id).await.unwrap(), None);
+    assert!(app.profile(&token).await["pictureUrl"].is_null());
+
+    // Removing again is fine and says so.
+    let again: Value = app.delete("/api/auth/user/picture", Some(&token)).await.json().await.unwrap();
+    assert_eq!(again["message"], "There was no profile picture to remove.");
+}
+
+#[tokio::test]
+async fn the_storage_answers_the_browsers_cors_preflight_for_the_app_only() {
+    let app = TestApp::spawn().await;
+    let token = app.token(ADA).await;
+    let grant = app.grant(&token, "image/jpeg", 10).await;
+    let preflight = |origin: String| {
+        app.http
+            .request(reqwest::Method::OPTIONS, &grant.upload_url)
+            .header("origin", origin)
+            .header("access-control-request-method", "PUT")
+            .header("access-control-request-headers", "content-type")
+            .send()
+    };
+    let allowed = preflight(app.address.clone()).await.unwrap();
+    assert!(allowed.status().is_success());
+    assert_eq!(allowed.headers()["access-control-allow-origin"], app.address.as_str());
+    let foreign = preflight("https://evil.example".into()).await.unwrap();
+    assert!(foreign.headers().get("access-control-allow-origin").is_none());
+}

@@ -1,0 +1,225 @@
+//! Project tasks, so that a fresh machine needs exactly two commands:
+//!
+//! - `cargo xtask run`: installs what is missing and serves the app on the embedded default.
+//! - `cargo xtask test`: installs what is missing and runs every test.
+//!
+//! Tools are installed once into a cache outside the checkout (`$PORTRAIT_TOOLS_DIR`, default
+//! `~/.cache/portrait/tools`); nothing a test checks depends on that cache.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::{exit, Command};
+
+const CARGO_LEPTOS_VERSION: &str = "0.3.10";
+
+fn main() {
+    let task = env::args().nth(1).unwrap_or_default();
+    let root = workspace_root();
+    env::set_current_dir(&root).expect("workspace root");
+    let result = match task.as_str() {
+        "run" => run(&root),
+        "test" => test(&root),
+        "tools" => Tools::ensure(&root, Needs::Everything).map(|_| ()),
+        _ => {
+            eprintln!("usage: cargo xtask <run|test|tools>");
+            exit(2);
+        }
+    };
+    if let Err(message) = result {
+        eprintln!("xtask {task}: {message}");
+        exit(1);
+    }
+}
+
+type Result<T = ()> = std::result::Result<T, String>;
+
+/// Builds the site and serves it on http://127.0.0.1:3000 with everything embedded.
+fn run(root: &Path) -> Result {
+    let tools = Tools::ensure(root, Needs::Build)?;
+    tools.cmd("cargo", &["leptos", "serve"]).status_ok()
+}
+
+/// Every test: unit and integration tests, the wasm dependency check, and the browser tests.
+fn test(root: &Path) -> Result {
+    let tools = Tools::ensure(root, Needs::Everything)?;
+    // The frontend is left out: with it, feature unification would build `app` with both `ssr`
+    // and `hydrate`. Its code is `app`'s, which is tested here with `ssr`.
+    tools
+        .cmd("cargo", &["test", "--workspace", "--exclude", "frontend", "--no-fail-fast"])
+        .status_ok()?;
+    check_wasm_dependencies(&tools)?;
+    tools.cmd("cargo", &["leptos", "end-to-end"]).status_ok()
+}
+
+/// Server-only crates must never reach the browser bundle: it would bloat it, and most of them
+/// do not even work there.
+fn check_wasm_dependencies(tools: &Tools) -> Result {
+    const FORBIDDEN: [&str; 7] = [
+        "sqlx", "aws-sdk-s3", "aws-sdk-cognitoidentityprovider", "aws-config", "jsonwebtoken",
+        "tokio", "s3s",
+    ];
+    let output = tools
+        .cmd(
+            "cargo",
+            &["tree", "-p", "frontend", "--target", "wasm32-unknown-unknown", "-e", "normal", "--prefix", "none", "--format", "{p}"],
+        )
+        .output()
+        .map_err(|e| format!("cargo tree: {e}"))?;
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+    }
+    let tree = String::from_utf8_lossy(&output.stdout);
+    let found: Vec<&str> = FORBIDDEN
+        .into_iter()
+        .filter(|name| tree.lines().any(|l| l.split_whitespace().next() == Some(name)))
+        .collect();
+    if found.is_empty() {
+        println!("wasm dependency check: none of {FORBIDDEN:?} in the frontend build");
+        Ok(())
+    } else {
+        Err(format!("server-only crates in the wasm build: {found:?}"))
+    }
+}
+
+#[derive(PartialEq, PartialOrd)]
+enum Needs {
+    /// Enough to build and serve the site.
+    Build,
+    /// Also the browser and npm packages for the end-to-end tests.
+    Everything,
+}
+
+struct Tools {
+    bin: PathBuf,
+    root: PathBuf,
+}
+
+impl Tools {
+    fn ensure(root: &Path, needs: Needs) -> Result<Self> {
+        let cache = env::var_os("PORTRAIT_TOOLS_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| home().join(".cache/portrait/tools"));
+        let tools = Self {
+            bin: cache.join("bin"),
+            root: root.to_path_buf(),
+        };
+        tools.ensure_wasm_target()?;
+        tools.ensure_cargo_tool("cargo-leptos", CARGO_LEPTOS_VERSION, true, &cache)?;
+        let bindgen = locked_version(root, "wasm-bindgen")?;
+        // Not --locked: one of its locked dependencies is no longer on the registry.
+        tools.ensure_cargo_tool("wasm-bindgen-cli", &bindgen, false, &cache)?;
+        if needs >= Needs::Everything {
+            tools.ensure_chromium()?;
+            tools.ensure_npm_packages()?;
+        }
+        Ok(tools)
+    }
+
+    /// A command with the tool cache and the npm binaries (wasm-opt) first on PATH.
+    fn cmd(&self, program: &str, args: &[&str]) -> Command {
+        let mut path = vec![self.bin.clone(), self.root.join("end2end/node_modules/.bin")];
+        path.extend(env::split_paths(&env::var_os("PATH").unwrap_or_default()));
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .env("PATH", env::join_paths(path).expect("valid PATH"))
+            .current_dir(&self.root);
+        cmd
+    }
+
+    fn ensure_wasm_target(&self) -> Result {
+        let installed = self.cmd("rustup", &["target", "list", "--installed"]).output();
+        if installed.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("wasm32-unknown-unknown")) {
+            return Ok(());
+        }
+        self.cmd("rustup", &["target", "add", "wasm32-unknown-unknown"]).status_ok()
+    }
+
+    fn ensure_cargo_tool(&self, krate: &str, version: &str, locked: bool, cache: &Path) -> Result {
+        let binary = match krate {
+            "wasm-bindgen-cli" => "wasm-bindgen",
+            other => other,
+        };
+        let current = Command::new(self.bin.join(binary)).arg("--version").output();
+        if current.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(version)) {
+            return Ok(());
+        }
+        println!("installing {krate} {version} into {} (once)", cache.display());
+        let root = cache.display().to_string();
+        let mut args = vec!["install", krate, "--version", version, "--root", &root, "--force"];
+        if locked {
+            args.push("--locked");
+        }
+        self.cmd("cargo", &args)
+            .env("CARGO_TARGET_DIR", cache.join("build"))
+            .status_ok()
+    }
+
+    fn ensure_chromium(&self) -> Result {
+        if Path::new("/usr/bin/chromium").exists() || env::var_os("CHROMIUM_PATH").is_some() {
+            return Ok(());
+        }
+        println!("installing Debian's chromium for the browser tests");
+        self.cmd("apt-get", &["update", "-qq"]).status_ok()?;
+        self.cmd("apt-get", &["install", "-y", "-qq", "chromium"]).status_ok()
+    }
+
+    fn ensure_npm_packages(&self) -> Result {
+        let dir = self.root.join("end2end");
+        let stamp = dir.join("node_modules/.package-lock.json");
+        let fresh = modified(&stamp).is_some_and(|installed| {
+            modified(&dir.join("package-lock.json")).is_some_and(|lock| lock <= installed)
+        });
+        if fresh {
+            return Ok(());
+        }
+        let mut npm = self.cmd("npm", &["ci", "--no-audit", "--no-fund"]);
+        npm.current_dir(&dir);
+        npm.status_ok()
+    }
+}
+
+fn modified(path: &Path) -> Option<std::time::SystemTime> {
+    path.metadata().ok()?.modified().ok()
+}
+
+/// The version of `krate` in Cargo.lock (the CLI must match the crate exactly).
+fn locked_version(root: &Path, krate: &str) -> Result<String> {
+    let lock = std::fs::read_to_string(root.join("Cargo.lock")).map_err(|e| e.to_string())?;
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line == format!("name = \"{krate}\"") {
+            if let Some(version) = lines.next().and_then(|l| l.strip_prefix("version = ")) {
+                return Ok(version.trim_matches('"').to_owned());
+            }
+        }
+    }
+    Err(format!("{krate} is not in Cargo.lock"))
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask sits in the workspace")
+        .to_path_buf()
+}
+
+fn home() -> PathBuf {
+    env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"))
+}
+
+trait StatusOk {
+    fn status_ok(&mut self) -> Result;
+}
+
+impl StatusOk for Command {
+    fn status_ok(&mut self) -> Result {
+        let status = self
+            .status()
+            .map_err(|e| format!("{:?}: {e}", self.get_program()))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("{:?} {:?} failed: {status}", self.get_program(), self.get_args().collect::<Vec<_>>()))
+        }
+    }
+}
