@@ -17,7 +17,7 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::components::{Redirect, Route, Router, Routes, A};
-use leptos_router::StaticSegment;
+use leptos_router::{SsrMode, StaticSegment};
 
 use pages::{LoginPage, ProfilePage, UsersPage};
 
@@ -30,6 +30,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta charset="utf-8" />
                 <meta name="viewport" content="width=device-width, initial-scale=1" />
                 <meta name="color-scheme" content="light" />
+                <link rel="icon" href="/favicon.svg" type="image/svg+xml" />
                 <AutoReload options=options.clone() />
                 <HydrationScripts options />
                 <MetaTags />
@@ -68,11 +69,18 @@ pub fn App() -> impl IntoView {
                 </nav>
             </header>
             <main>
+                // Async SSR: the page is rendered only once its data is loaded, so that a missing
+                // session can still become a real 302 to /login (a streamed page has already
+                // sent its 200). The pages are small; nothing is gained by streaming them.
                 <Routes fallback=|| view! { <p class="card">"Page not found."</p> }>
-                    <Route path=StaticSegment("") view=|| view! { <Redirect path="/profile" /> } />
-                    <Route path=StaticSegment("login") view=LoginPage />
-                    <Route path=StaticSegment("profile") view=ProfilePage />
-                    <Route path=StaticSegment("users") view=UsersPage />
+                    <Route
+                        path=StaticSegment("")
+                        view=|| view! { <Redirect path="/profile" /> }
+                        ssr=SsrMode::Async
+                    />
+                    <Route path=StaticSegment("login") view=LoginPage ssr=SsrMode::Async />
+                    <Route path=StaticSegment("profile") view=ProfilePage ssr=SsrMode::Async />
+                    <Route path=StaticSegment("users") view=UsersPage ssr=SsrMode::Async />
                 </Routes>
             </main>
         </Router>

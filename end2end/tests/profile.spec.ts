@@ -94,8 +94,8 @@ test("Cancel closes the editor without calling the API", async ({ page, request 
   });
   const dialog = await choosePhoto(page);
   await expect(dialog).toBeVisible();
-  await expect(dialog.getByLabel("Zoom")).toBeVisible();
-  await expect(dialog.getByLabel("Rotate")).toBeVisible();
+  await expect(dialog.getByRole("slider", { name: "Zoom" })).toBeVisible();
+  await expect(dialog.getByRole("slider", { name: "Rotate" })).toBeVisible();
   await dialog.getByRole("button", { name: "Cancel" }).click();
   await expect(dialog).toBeHidden();
   expect(pictureCalls).toEqual([]);
@@ -110,8 +110,8 @@ test("Save uploads straight to storage and shows the new picture at once", async
     if (r.method() === "PUT") puts.push(r.url());
   });
   const dialog = await choosePhoto(page);
-  await dialog.getByLabel("Zoom").fill("2");
-  await dialog.getByLabel("Rotate").fill("45");
+  await dialog.getByRole("slider", { name: "Zoom" }).fill("2");
+  await dialog.getByRole("slider", { name: "Rotate" }).fill("45");
   await dialog.getByRole("button", { name: "Save" }).click();
   await expect(dialog).toBeHidden();
 

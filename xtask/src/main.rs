@@ -48,7 +48,14 @@ fn test(root: &Path) -> Result {
         .cmd("cargo", &["test", "--workspace", "--exclude", "frontend", "--no-fail-fast"])
         .status_ok()?;
     check_wasm_dependencies(&tools)?;
-    tools.cmd("cargo", &["leptos", "end-to-end"]).status_ok()
+    // The browser tests get a server with a fresh data directory: the demo accounts as seeded,
+    // nothing left over from a previous run or from `cargo xtask run`.
+    let data = root.join("target/e2e-data");
+    let _ = std::fs::remove_dir_all(&data);
+    tools
+        .cmd("cargo", &["leptos", "end-to-end"])
+        .env("PORTRAIT_DATA_DIR", &data)
+        .status_ok()
 }
 
 /// Server-only crates must never reach the browser bundle: it would bloat it, and most of them

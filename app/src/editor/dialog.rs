@@ -123,7 +123,8 @@ pub fn ImageEditor(
                         width=PREVIEW_SIZE
                         height=PREVIEW_SIZE
                         tabindex="0"
-                        aria-label="Crop preview: drag or use the arrow keys to move, + and - to zoom, [ and ] to rotate"
+                        aria-label="Crop preview"
+                        aria-describedby="crop-help"
                         on:pointerdown=on_pointer_down
                         on:pointermove=on_pointer_move
                         on:pointerup=on_pointer_up
@@ -133,6 +134,9 @@ pub fn ImageEditor(
                     ></canvas>
                     <div class="crop-ring" aria-hidden="true"></div>
                 </div>
+                <p id="crop-help" class="hint">
+                    "Drag to move, scroll to zoom. Keyboard: arrows move, + and − zoom, [ and ] rotate."
+                </p>
                 <p class="visually-hidden" aria-live="polite">{announcement}</p>
                 <div class="editor-controls">
                     <label for="zoom">"Zoom"</label>
