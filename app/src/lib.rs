@@ -23,6 +23,8 @@ use pages::{LoginPage, ProfilePage, UsersPage};
 
 /// The HTML document around the app, rendered on the server.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    service::apply_page_policy();
     view! {
         <!DOCTYPE html>
         <html lang="en">

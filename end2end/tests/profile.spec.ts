@@ -60,6 +60,10 @@ async function choosePhoto(page: Page) {
 }
 
 test("signing in shows the profile with initials and personal info", async ({ page, request }) => {
+  const violations: string[] = [];
+  page.on("console", (m) => {
+    if (m.text().includes("Content Security Policy")) violations.push(m.text());
+  });
   await removePicture(request, GRACE.email);
   await signIn(page, GRACE.email);
   const avatar = page.getByRole("img", { name: `Profile picture of ${GRACE.name}` });
@@ -72,6 +76,8 @@ test("signing in shows the profile with initials and personal info", async ({ pa
   }
   await expect(panel.getByText(GRACE.email)).toBeVisible();
   await expect(panel.getByText("Member")).toBeVisible();
+  // Everything above ran under the page's strict policy without tripping it.
+  expect(violations).toEqual([]);
 });
 
 test("pages need a session, and wrong passwords are refused", async ({ page }) => {

@@ -89,6 +89,14 @@ const CAS_ATTEMPTS: usize = 16;
 
 #[async_trait]
 impl UserStore for SqlUserStore {
+    async fn ping(&self) -> PortResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
     async fn get(&self, id: &UserId) -> PortResult<Option<UserRecord>> {
         let row = sqlx::query(select_users!("WHERE id = $1"))
             .bind(id.as_str())

@@ -4,6 +4,8 @@
 pub mod config;
 pub mod db;
 pub mod embedded;
+pub mod health;
+pub mod http;
 pub mod identity;
 pub mod startup;
 pub mod storage;

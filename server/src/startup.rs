@@ -3,6 +3,9 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
+
+use app::domain::{ImageContentType, PhotoKey, UserId};
 
 use app::service::ports::{BoxError, ObjectStore};
 use app::service::{AppState, Settings};
@@ -14,25 +17,22 @@ use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use tokio::net::TcpListener;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::trace::TraceLayer;
 
 use crate::config::{Config, StorageConfig};
 use crate::db::{self, SqlUserStore};
 use crate::embedded::issuer::{seed_demo_users, EmbeddedDirectory, LocalIssuer, LOCAL_CLIENT_ID};
 use crate::embedded::s3::EmbeddedS3;
+use crate::http::{api_guard, request_tracing, security_headers, BODY_LIMIT_BYTES};
 use crate::identity::JwksVerifier;
 use crate::storage::S3Storage;
-
-/// API bodies are a few hundred bytes of JSON; the pictures never pass through this server.
-const BODY_LIMIT_BYTES: usize = 16 * 1024;
 
 pub struct Application {
     listener: TcpListener,
     router: Router,
     /// Where the app listens (the real port when the configuration asked for port 0).
     pub addr: SocketAddr,
-    /// The embedded S3 endpoint, when storage is embedded.
-    pub storage_endpoint: Option<String>,
+    /// The embedded S3 server, when storage is embedded.
+    pub embedded_s3: Option<Arc<EmbeddedS3>>,
     /// The embedded directory, for tests that inspect the `picture` attribute.
     pub directory: Arc<EmbeddedDirectory>,
     /// The object store the app uses, for tests that check what is really stored.
@@ -60,10 +60,10 @@ impl Application {
 
         let pool = db::connect(&config.database_url).await?;
 
-        let (storage, storage_endpoint): (Arc<dyn ObjectStore>, _) = match &config.storage {
+        let (storage, embedded_s3): (Arc<dyn ObjectStore>, _) = match &config.storage {
             StorageConfig::Embedded { addr } => {
-                let s3 = EmbeddedS3::start(&config.data_dir, *addr, origins).await?;
-                (Arc::new(s3.storage()), Some(s3.endpoint.clone()))
+                let s3 = Arc::new(EmbeddedS3::start(&config.data_dir, *addr, origins).await?);
+                (Arc::new(s3.storage()), Some(s3))
             }
             StorageConfig::External {
                 bucket,
@@ -91,6 +91,7 @@ impl Application {
             LOCAL_CLIENT_ID.to_owned(),
         ));
 
+        let storage_origin = storage_origin(storage.as_ref()).await?;
         let state = AppState {
             users: Arc::new(SqlUserStore::new(pool.clone())),
             storage: storage.clone(),
@@ -100,17 +101,19 @@ impl Application {
                 upload_url_ttl: config.upload_url_ttl,
                 read_url_ttl: config.read_url_ttl,
                 secure_cookies: config.secure_cookies,
+                storage_origin: Some(storage_origin),
             },
         };
         let jwks = issuer.jwks().clone();
-        let router = router(config.leptos, state)
+        let issuer_routes = Router::new()
             .route("/issuer/.well-known/jwks.json", get(move || async move { Json(jwks) }));
+        let router = router(config.leptos, state, issuer_routes);
 
         Ok(Self {
             listener,
             router,
             addr,
-            storage_endpoint,
+            embedded_s3,
             directory,
             storage,
         })
@@ -125,9 +128,24 @@ impl Application {
     }
 }
 
-fn router(leptos_options: LeptosOptions, state: AppState) -> Router {
+/// The origin of presigned URLs, learnt by presigning one: exact for every store and addressing
+/// style, with no configuration to keep in sync. Pages admit it in their CSP.
+async fn storage_origin(storage: &dyn ObjectStore) -> Result<String, BoxError> {
+    let probe = PhotoKey::generate(&UserId::parse("probe")?, ImageContentType::Jpeg, 0, 0);
+    let url = storage.presign_get(&probe, Duration::from_secs(60)).await?.url;
+    let after_scheme = url.find("://").map(|i| i + 3).ok_or("presigned URL without scheme")?;
+    let end = url[after_scheme..]
+        .find('/')
+        .map_or(url.len(), |i| after_scheme + i);
+    Ok(url[..end].to_owned())
+}
+
+/// The whole HTTP surface: pages and server functions, health, and `extra` (the embedded
+/// issuer's JWKS), all behind the same guards and logging.
+fn router(leptos_options: LeptosOptions, state: AppState, extra: Router) -> Router {
     let routes = generate_route_list(App);
-    Router::new()
+    let health = crate::health::routes(state.clone());
+    let router = Router::new()
         .leptos_routes_with_context(
             &leptos_options,
             routes,
@@ -139,8 +157,11 @@ fn router(leptos_options: LeptosOptions, state: AppState) -> Router {
         )
         .fallback(leptos_axum::file_and_error_handler(shell))
         .with_state(leptos_options)
-        .layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES))
-        .layer(TraceLayer::new_for_http())
+        .merge(health)
+        .merge(extra)
+        .layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES as usize))
+        .layer(axum::middleware::from_fn(api_guard));
+    request_tracing(security_headers(router))
 }
 
 async fn shutdown_signal() {

@@ -63,6 +63,16 @@ fn to_port(presigned: SdkPresigned, expires_at: OffsetDateTime) -> PresignedRequ
 
 #[async_trait]
 impl ObjectStore for S3Storage {
+    async fn ping(&self) -> PortResult<()> {
+        self.client
+            .head_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .map_err(storage_error)?;
+        Ok(())
+    }
+
     async fn presign_put(
         &self,
         key: &PhotoKey,

@@ -4,6 +4,7 @@
 mod auth;
 mod pictures;
 pub mod ports;
+mod security;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use leptos::prelude::use_context;
 
 pub use auth::{AuthUser, SESSION_COOKIE};
 pub use pictures::CONTENT_SNIFF_BYTES;
+pub use security::apply_page_policy;
 
 use crate::error::ApiError;
 use ports::{Directory, ObjectStore, PortError, TokenVerifier, UserStore};
@@ -24,6 +26,8 @@ pub struct Settings {
     pub read_url_ttl: Duration,
     /// Mark the session cookie `Secure` (on whenever the app is served over HTTPS).
     pub secure_cookies: bool,
+    /// Scheme, host and port of the presigned URLs: the one other origin pages may talk to.
+    pub storage_origin: Option<String>,
 }
 
 impl Default for Settings {
@@ -32,6 +36,7 @@ impl Default for Settings {
             upload_url_ttl: Duration::from_secs(300),
             read_url_ttl: Duration::from_secs(900),
             secure_cookies: false,
+            storage_origin: None,
         }
     }
 }

@@ -85,6 +85,8 @@ pub struct IssuedUpload {
 
 #[async_trait]
 pub trait UserStore: Send + Sync {
+    /// A cheap round trip, for readiness checks.
+    async fn ping(&self) -> PortResult<()>;
     async fn get(&self, id: &UserId) -> PortResult<Option<UserRecord>>;
     async fn list(&self) -> PortResult<Vec<UserRecord>>;
     /// Creates the row on first sign-in; later sign-ins leave it as it is.
@@ -117,6 +119,8 @@ pub struct ObjectInfo {
 
 #[async_trait]
 pub trait ObjectStore: Send + Sync {
+    /// A cheap round trip to the bucket, for readiness checks.
+    async fn ping(&self) -> PortResult<()>;
     async fn presign_put(
         &self,
         key: &PhotoKey,

@@ -20,6 +20,8 @@ use http::{header, HeaderValue, Method, StatusCode};
 use s3s::auth::SimpleAuth;
 use s3s::service::S3ServiceBuilder;
 use tokio::net::TcpListener;
+use tokio::sync::{oneshot, Mutex};
+use tokio::task::JoinHandle;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use super::random_hex;
@@ -33,6 +35,14 @@ pub struct EmbeddedS3 {
     pub endpoint: String,
     access_key: String,
     secret_key: String,
+    addr: SocketAddr,
+    router: Router,
+    running: Mutex<Option<Running>>,
+}
+
+struct Running {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
 }
 
 impl EmbeddedS3 {
@@ -71,18 +81,53 @@ impl EmbeddedS3 {
             .layer(cors(&allowed_origins));
 
         let listener = TcpListener::bind(addr).await?;
-        let endpoint = format!("http://{}", listener.local_addr()?);
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, router).await {
-                tracing::error!(error = %e, "embedded S3 stopped");
-            }
-        });
-        tracing::info!(%endpoint, "embedded S3 listening");
-        Ok(Self {
+        let addr = listener.local_addr()?;
+        let endpoint = format!("http://{addr}");
+        let store = Self {
             endpoint,
             access_key,
             secret_key,
-        })
+            addr,
+            router,
+            running: Mutex::new(None),
+        };
+        store.serve(listener).await;
+        tracing::info!(endpoint = %store.endpoint, "embedded S3 listening");
+        Ok(store)
+    }
+
+    async fn serve(&self, listener: TcpListener) {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let router = self.router.clone();
+        let task = tokio::spawn(async move {
+            let serve = axum::serve(listener, router).with_graceful_shutdown(async {
+                let _ = stopped.await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "embedded S3 stopped");
+            }
+        });
+        *self.running.lock().await = Some(Running { stop, task });
+    }
+
+    /// Stops serving, as an outage would: new connections are refused until `restart`. Used by
+    /// the fault tests, and harmless to call twice.
+    pub async fn stop(&self) {
+        if let Some(running) = self.running.lock().await.take() {
+            let _ = running.stop.send(());
+            let _ = running.task.await;
+            tracing::warn!(endpoint = %self.endpoint, "embedded S3 stopped");
+        }
+    }
+
+    /// Serves again on the same address after `stop`.
+    pub async fn restart(&self) -> std::io::Result<()> {
+        if self.running.lock().await.is_some() {
+            return Ok(());
+        }
+        let listener = TcpListener::bind(self.addr).await?;
+        self.serve(listener).await;
+        Ok(())
     }
 
     pub fn storage(&self) -> S3Storage {

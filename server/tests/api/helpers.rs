@@ -9,6 +9,7 @@ use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};
 use server::config::Config;
 use server::embedded::issuer::{EmbeddedDirectory, DEMO_PASSWORD};
+use server::embedded::s3::EmbeddedS3;
 use server::startup::Application;
 
 pub const ADA: &str = "ada@example.com";
@@ -20,6 +21,7 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub storage: Arc<dyn ObjectStore>,
     pub directory: Arc<EmbeddedDirectory>,
+    pub embedded_s3: Option<Arc<EmbeddedS3>>,
 }
 
 /// What an upload URL response carries, typed for the tests.
@@ -57,6 +59,7 @@ impl TestApp {
         let address = format!("http://{}", app.addr);
         let storage = app.storage.clone();
         let directory = app.directory.clone();
+        let embedded_s3 = app.embedded_s3.clone();
         tokio::spawn(app.run_until_stopped());
         Self {
             address,
@@ -67,7 +70,13 @@ impl TestApp {
                 .unwrap(),
             storage,
             directory,
+            embedded_s3,
         }
+    }
+
+    /// The embedded storage, for tests that take it down.
+    pub fn s3(&self) -> &EmbeddedS3 {
+        self.embedded_s3.as_deref().expect("storage is embedded")
     }
 
     pub fn url(&self, path: &str) -> String {

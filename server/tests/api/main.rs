@@ -2,4 +2,5 @@
 
 mod auth;
 mod helpers;
+mod operations;
 mod pictures;

@@ -1,0 +1,113 @@
+//! Cross-cutting HTTP behaviour: what every response carries, and the checks every API request
+//! passes before a handler sees it.
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderName, HeaderValue, Method, StatusCode};
+use serde_json::json;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+
+/// API bodies are a few hundred bytes of JSON; the pictures never pass through this server.
+pub const BODY_LIMIT_BYTES: u64 = 16 * 1024;
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// `{"message": ...}` with a status: the shape of every API error.
+pub fn json_error(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({ "message": message }))).into_response()
+}
+
+/// Runs before every `/api/` handler.
+///
+/// - Only JSON is accepted on POST. Besides being the contract, this is what makes the session
+///   cookie useless to other sites: a cross-site form can only send form or text bodies, and
+///   anything else needs a CORS preflight, which this server never grants.
+/// - Oversized bodies are refused from their declared length with a JSON 413 (a body without a
+///   length is cut off by the limit layer instead).
+/// - API responses are never cached: they carry presigned URLs and personal data.
+pub async fn api_guard(request: Request, next: Next) -> Response {
+    if !request.uri().path().starts_with("/api/") {
+        return next.run(request).await;
+    }
+    let declared = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > BODY_LIMIT_BYTES) {
+        return json_error(StatusCode::PAYLOAD_TOO_LARGE, "The request body is too large.");
+    }
+    if request.method() == Method::POST && !is_json(&request) {
+        return json_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Send JSON, with Content-Type: application/json.",
+        );
+    }
+    let mut response = next.run(request).await;
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn is_json(request: &Request<Body>) -> bool {
+    request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// Headers every response carries (pages add their own Content-Security-Policy).
+pub fn security_headers<S: Clone>(router: axum::Router<S>) -> axum::Router<S>
+where
+    S: Send + Sync + 'static,
+{
+    let header = |name: &'static str, value: &'static str| {
+        SetResponseHeaderLayer::if_not_present(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        )
+    };
+    router
+        .layer(header("x-content-type-options", "nosniff"))
+        .layer(header("x-frame-options", "DENY"))
+        .layer(header("referrer-policy", "strict-origin-when-cross-origin"))
+        .layer(header("cross-origin-opener-policy", "same-origin"))
+}
+
+/// One log line per request, tagged with a request id that is also returned to the client.
+/// Only the path is logged, never the query string or headers, so no token or signature can
+/// end up in the logs.
+pub fn request_tracing<S: Clone>(router: axum::Router<S>) -> axum::Router<S>
+where
+    S: Send + Sync + 'static,
+{
+    let trace = TraceLayer::new_for_http()
+        .make_span_with(|request: &Request| {
+            let id = request
+                .headers()
+                .get(&REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-");
+            tracing::info_span!(
+                "request",
+                method = %request.method(),
+                path = %request.uri().path(),
+                request_id = %id,
+            )
+        })
+        .on_request(())
+        .on_response(DefaultOnResponse::new().level(tracing::Level::INFO));
+    router
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(trace)
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}

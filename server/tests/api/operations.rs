@@ -1,0 +1,97 @@
+//! What operators and browsers rely on beyond the contract: health, request ids, headers,
+//! and the guards in front of the API.
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::{error_message, TestApp, ADA};
+
+#[tokio::test]
+async fn health_and_readiness_report_the_parts() {
+    let app = TestApp::spawn().await;
+    let health = app.get("/healthz", None).await;
+    assert_eq!(health.status(), StatusCode::OK);
+    assert_eq!(health.json::<Value>().await.unwrap(), json!({ "status": "ok" }));
+
+    let ready = app.get("/readyz", None).await;
+    assert_eq!(ready.status(), StatusCode::OK);
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(body["checks"], json!({ "database": "ok", "storage": "ok" }));
+
+    // Storage down: not ready, but still alive.
+    app.s3().stop().await;
+    let ready = app.get("/readyz", None).await;
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(body["status"], "unavailable");
+    assert_eq!(body["checks"]["database"], "ok");
+    assert_ne!(body["checks"]["storage"], "ok");
+    assert_eq!(app.get("/healthz", None).await.status(), StatusCode::OK);
+
+    app.s3().restart().await.unwrap();
+    assert_eq!(app.get("/readyz", None).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn every_response_carries_a_request_id() {
+    let app = TestApp::spawn().await;
+    let first = app.get("/healthz", None).await;
+    let second = app.get("/api/auth/user/profile", None).await;
+    let id = |r: &reqwest::Response| r.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(id(&first).len(), 36, "a UUID");
+    assert_ne!(id(&first), id(&second));
+}
+
+#[tokio::test]
+async fn pages_carry_a_strict_content_security_policy() {
+    let app = TestApp::spawn().await;
+    let page = app.get("/login", None).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let headers = page.headers().clone();
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert!(csp.contains("'wasm-unsafe-eval'"), "{csp}");
+    assert!(!csp.contains("'unsafe-inline'") && !csp.contains("'unsafe-eval'"), "{csp}");
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["x-frame-options"], "DENY");
+    // The inline hydration script carries the nonce the policy names.
+    let nonce = csp.split("'nonce-").nth(1).unwrap().split('\'').next().unwrap().to_owned();
+    let html = page.text().await.unwrap();
+    assert!(html.contains(&format!("nonce=\"{nonce}\"")), "the page's scripts lack the nonce");
+    // And the storage, where pictures and uploads go, is the one other origin admitted.
+    let endpoint = &app.s3().endpoint;
+    assert!(csp.contains(&format!("connect-src 'self' {endpoint}")), "{csp}");
+    assert!(csp.contains(&format!("img-src 'self' data: blob: {endpoint}")), "{csp}");
+}
+
+#[tokio::test]
+async fn the_api_takes_only_json() {
+    let app = TestApp::spawn().await;
+    let token = app.token(ADA).await;
+    // What a cross-site HTML form can send: it must not reach the handler, cookie or not.
+    for content_type in ["application/x-www-form-urlencoded", "text/plain", "multipart/form-data"] {
+        let response = app
+            .http
+            .post(app.url("/api/auth/user/picture/uploaded"))
+            .bearer_auth(&token)
+            .header("content-type", content_type)
+            .body(r#"{"photoKey":"x"}"#)
+            .send()
+            .await
+            .unwrap();
+        let message = error_message(response, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
+        assert!(message.contains("application/json"), "{message}");
+    }
+    let response = app.get("/api/auth/user/profile", Some(&token)).await;
+    assert_eq!(response.headers()["cache-control"], "no-store");
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_a_json_413() {
+    let app = TestApp::spawn().await;
+    let token = app.token(ADA).await;
+    let huge = json!({ "fileName": "a".repeat(20_000), "contentType": "image/jpeg", "contentLength": 10 });
+    let response = app.post("/api/auth/user/picture/upload-url", Some(&token), &huge).await;
+    let message = error_message(response, StatusCode::PAYLOAD_TOO_LARGE).await;
+    assert_eq!(message, "The request body is too large.");
+}
