@@ -337,8 +337,14 @@ mod tests {
 
     #[test]
     fn content_types_parse_case_insensitively_and_refuse_the_rest() {
-        assert_eq!(ImageContentType::parse("IMAGE/JPEG"), Ok(ImageContentType::Jpeg));
-        assert_eq!(ImageContentType::parse("image/webp"), Ok(ImageContentType::Webp));
+        assert_eq!(
+            ImageContentType::parse("IMAGE/JPEG"),
+            Ok(ImageContentType::Jpeg)
+        );
+        assert_eq!(
+            ImageContentType::parse("image/webp"),
+            Ok(ImageContentType::Webp)
+        );
         for raw in ["image/svg+xml", "text/html", "image/heic", ""] {
             assert!(ImageContentType::parse(raw).is_err(), "accepted {raw:?}");
         }

@@ -3,9 +3,9 @@
 //! On the wire it is `{"message": "..."}`; the status travels as the HTTP status. Internal causes
 //! are logged where they happen and never put into `message`.
 
-use serde::{Deserialize, Serialize};
 use leptos::server_fn::codec::JsonEncoding;
 use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
+use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[error("{message}")]
@@ -14,6 +14,9 @@ pub struct ApiError {
     /// Only meaningful on the server, where it becomes the response status.
     #[serde(skip, default = "internal_status")]
     pub status: u16,
+    /// Seconds for a `Retry-After` header (with 429 and 503).
+    #[serde(skip)]
+    pub retry_after: Option<u64>,
 }
 
 fn internal_status() -> u16 {
@@ -29,6 +32,7 @@ impl ApiError {
         Self {
             message: message.into(),
             status,
+            retry_after: None,
         }
     }
 

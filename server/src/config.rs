@@ -21,6 +21,10 @@ pub struct Config {
     pub extra_origins: Vec<String>,
     pub secure_cookies: bool,
     pub log_json: bool,
+    /// How often queued tasks are retried and abandoned uploads swept.
+    pub maintenance_interval: Duration,
+    pub upload_urls_per_minute: u32,
+    pub max_pending_uploads: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -70,14 +74,19 @@ impl Config {
         let get = |name: &str| vars.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
         let data_dir = PathBuf::from(get("PORTRAIT_DATA_DIR").unwrap_or("./data"));
         let database_url = match get("DATABASE_URL") {
-            Some(url) if url.starts_with("sqlite:") || url.starts_with("postgres") => url.to_owned(),
+            Some(url) if url.starts_with("sqlite:") || url.starts_with("postgres") => {
+                url.to_owned()
+            }
             Some(_) => {
                 return Err(ConfigError {
                     name: "DATABASE_URL",
                     problem: "must start with sqlite: or postgres://".into(),
                 })
             }
-            None => format!("sqlite://{}?mode=rwc", data_dir.join("portrait.db").display()),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                data_dir.join("portrait.db").display()
+            ),
         };
         let storage = match get("S3_BUCKET") {
             Some(bucket) => StorageConfig::External {
@@ -87,8 +96,11 @@ impl Config {
                     .unwrap_or(false),
             },
             None => StorageConfig::Embedded {
-                addr: parse(get("PORTRAIT_EMBEDDED_S3_ADDR"), "PORTRAIT_EMBEDDED_S3_ADDR")?
-                    .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
+                addr: parse(
+                    get("PORTRAIT_EMBEDDED_S3_ADDR"),
+                    "PORTRAIT_EMBEDDED_S3_ADDR",
+                )?
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
             },
         };
         let secs = |name: &'static str, default: u64| -> Result<Duration, ConfigError> {
@@ -115,11 +127,17 @@ impl Config {
             secure_cookies: parse_bool(get("PORTRAIT_SECURE_COOKIES"), "PORTRAIT_SECURE_COOKIES")?
                 .unwrap_or(false),
             log_json: get("PORTRAIT_LOG_FORMAT") == Some("json"),
+            maintenance_interval: secs("PORTRAIT_MAINTENANCE_INTERVAL_SECS", 30)?,
+            upload_urls_per_minute: positive(&get, "PORTRAIT_UPLOAD_URLS_PER_MINUTE", 30)?,
+            max_pending_uploads: positive(&get, "PORTRAIT_MAX_PENDING_UPLOADS", 10)?.into(),
         })
     }
 }
 
-fn parse<T: std::str::FromStr>(raw: Option<&str>, name: &'static str) -> Result<Option<T>, ConfigError>
+fn parse<T: std::str::FromStr>(
+    raw: Option<&str>,
+    name: &'static str,
+) -> Result<Option<T>, ConfigError>
 where
     T::Err: std::fmt::Display,
 {
@@ -130,6 +148,20 @@ where
         })
     })
     .transpose()
+}
+
+fn positive<'a>(
+    get: &impl Fn(&str) -> Option<&'a str>,
+    name: &'static str,
+    default: u32,
+) -> Result<u32, ConfigError> {
+    match parse::<u32>(get(name), name)? {
+        Some(0) => Err(ConfigError {
+            name,
+            problem: "must be at least 1".into(),
+        }),
+        value => Ok(value.unwrap_or(default)),
+    }
 }
 
 fn parse_bool(raw: Option<&str>, name: &'static str) -> Result<Option<bool>, ConfigError> {
@@ -153,7 +185,10 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        Config::from_vars(&vars, LeptosOptions::builder().output_name("portrait").build())
+        Config::from_vars(
+            &vars,
+            LeptosOptions::builder().output_name("portrait").build(),
+        )
     }
 
     #[test]

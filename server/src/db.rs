@@ -4,7 +4,10 @@
 use std::time::Duration;
 
 use app::domain::{ContentLength, ImageContentType, PhotoKey, UserId};
-use app::service::ports::{IssuedUpload, NewUser, Part, PortError, PortResult, UserRecord, UserStore};
+use app::service::ports::{
+    IssuedUpload, NewUser, Part, PictureChange, PortError, PortResult, QueuedTask, Task,
+    UserRecord, UserStore,
+};
 use async_trait::async_trait;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
@@ -84,8 +87,60 @@ fn unix(t: OffsetDateTime) -> i64 {
     t.unix_timestamp()
 }
 
-/// How often a picture change retries when another one won the compare-and-swap.
-const CAS_ATTEMPTS: usize = 16;
+const SYNC_PICTURE: &str = "sync_picture";
+const DELETE_OBJECT: &str = "delete_object";
+
+/// Adds a task to the outbox, due at once.
+async fn enqueue(
+    conn: &mut sqlx::AnyConnection,
+    task: Task,
+    now: OffsetDateTime,
+) -> PortResult<QueuedTask> {
+    let id = uuid::Uuid::new_v4().to_string();
+    let (kind, user_id, key) = match &task {
+        Task::SyncPicture { user_id } => (SYNC_PICTURE, user_id, None),
+        Task::DeleteObject { user_id, key } => (DELETE_OBJECT, user_id, Some(key.as_str())),
+    };
+    sqlx::query(
+        "INSERT INTO outbox (id, kind, user_id, photo_key, next_attempt_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&id)
+    .bind(kind)
+    .bind(user_id.as_str())
+    .bind(key)
+    .bind(unix(now))
+    .execute(conn)
+    .await
+    .map_err(db_error)?;
+    Ok(QueuedTask {
+        id,
+        task,
+        attempts: 0,
+    })
+}
+
+fn task_from_row(row: &AnyRow) -> PortResult<QueuedTask> {
+    let id: String = row.try_get("id").map_err(db_error)?;
+    let kind: String = row.try_get("kind").map_err(db_error)?;
+    let user_id =
+        UserId::parse(row.try_get::<String, _>("user_id").map_err(db_error)?).map_err(db_error)?;
+    let key: Option<String> = row.try_get("photo_key").map_err(db_error)?;
+    let attempts: i64 = row.try_get("attempts").map_err(db_error)?;
+    let task = match (kind.as_str(), key) {
+        (SYNC_PICTURE, _) => Task::SyncPicture { user_id },
+        (DELETE_OBJECT, Some(key)) => Task::DeleteObject {
+            user_id,
+            key: PhotoKey::parse(&key).map_err(db_error)?,
+        },
+        _ => return Err(db_error(format!("malformed outbox row {id}"))),
+    };
+    Ok(QueuedTask {
+        id,
+        task,
+        attempts: attempts.clamp(0, i64::from(u32::MAX)) as u32,
+    })
+}
 
 #[async_trait]
 impl UserStore for SqlUserStore {
@@ -172,57 +227,172 @@ impl UserStore for SqlUserStore {
         }))
     }
 
+    async fn pending_uploads(&self, id: &UserId, now: OffsetDateTime) -> PortResult<u64> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM uploads \
+             WHERE user_id = $1 AND confirmed_at IS NULL AND expires_at > $2",
+        )
+        .bind(id.as_str())
+        .bind(unix(now))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(count.max(0) as u64)
+    }
+
     async fn replace_picture(
         &self,
         id: &UserId,
         new: Option<&PhotoKey>,
-    ) -> PortResult<Option<PhotoKey>> {
-        // Compare-and-swap on `version` instead of holding a row lock across a read: it works the
-        // same on SQLite (which has no SELECT ... FOR UPDATE) and PostgreSQL, and two confirms
-        // racing each other both see exactly which key they replaced.
-        for _ in 0..CAS_ATTEMPTS {
-            let row = sqlx::query("SELECT photo_key, version FROM users WHERE id = $1")
-                .bind(id.as_str())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db_error)?
-                .ok_or_else(|| db_error(format!("user {id} has no row")))?;
-            let previous: Option<String> = row.try_get("photo_key").map_err(db_error)?;
-            let version: i64 = row.try_get("version").map_err(db_error)?;
-
-            let mut tx = self.pool.begin().await.map_err(db_error)?;
-            let swapped = sqlx::query(
-                "UPDATE users SET photo_key = $1, version = version + 1 \
-                 WHERE id = $2 AND version = $3",
+    ) -> PortResult<Option<PictureChange>> {
+        let now = OffsetDateTime::now_utc();
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        if let Some(key) = new {
+            // Claiming the upload first also takes SQLite's write lock at once, and makes a
+            // confirm and the sweeper mutually exclusive: only one of them can win this row.
+            let claimed = sqlx::query(
+                "UPDATE uploads SET confirmed_at = $1 \
+                 WHERE photo_key = $2 AND user_id = $3 AND confirmed_at IS NULL AND swept_at IS NULL",
             )
-            .bind(new.map(PhotoKey::as_str))
+            .bind(unix(now))
+            .bind(key.as_str())
             .bind(id.as_str())
-            .bind(version)
             .execute(&mut *tx)
             .await
             .map_err(db_error)?
             .rows_affected();
-            if swapped == 0 {
+            if claimed == 0 {
                 tx.rollback().await.map_err(db_error)?;
-                continue;
+                return Ok(None);
             }
-            if let Some(key) = new {
-                sqlx::query(
-                    "UPDATE uploads SET confirmed_at = $1 \
-                     WHERE photo_key = $2 AND confirmed_at IS NULL",
-                )
-                .bind(unix(OffsetDateTime::now_utc()))
-                .bind(key.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?;
-            }
-            tx.commit().await.map_err(db_error)?;
-            return previous
-                .map(|k| PhotoKey::parse(&k))
-                .transpose()
-                .map_err(db_error);
         }
-        Err(db_error("too much contention on the user row"))
+        // One statement swaps the key and reports the old one: SET reads the row as it was, and
+        // RETURNING shows it as it is. Concurrent changes serialise on the row, and each sees
+        // exactly the key it replaced, so no update is lost and no replaced object is missed.
+        let replaced: Option<Option<String>> = sqlx::query_scalar(
+            "UPDATE users SET replaced_photo_key = photo_key, photo_key = $1, version = version + 1 \
+             WHERE id = $2 RETURNING replaced_photo_key",
+        )
+        .bind(new.map(PhotoKey::as_str))
+        .bind(id.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let replaced = replaced
+            .ok_or_else(|| db_error(format!("user {id} has no row")))?
+            .map(|k| PhotoKey::parse(&k))
+            .transpose()
+            .map_err(db_error)?
+            .filter(|old| Some(old) != new);
+
+        let mut tasks = vec![Task::SyncPicture {
+            user_id: id.clone(),
+        }];
+        if let Some(old) = &replaced {
+            tasks.push(Task::DeleteObject {
+                user_id: id.clone(),
+                key: old.clone(),
+            });
+        }
+        let mut queued = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            queued.push(enqueue(&mut *tx, task, now).await?);
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(Some(PictureChange {
+            replaced,
+            tasks: queued,
+        }))
+    }
+
+    async fn due_tasks(&self, now: OffsetDateTime, limit: u32) -> PortResult<Vec<QueuedTask>> {
+        let rows = sqlx::query(
+            "SELECT id, kind, user_id, photo_key, attempts FROM outbox o \
+             WHERE next_attempt_at <= $1 AND (kind = 'sync_picture' OR NOT EXISTS ( \
+                 SELECT 1 FROM outbox s WHERE s.kind = 'sync_picture' AND s.user_id = o.user_id)) \
+             ORDER BY CASE WHEN kind = 'sync_picture' THEN 0 ELSE 1 END, next_attempt_at \
+             LIMIT $2",
+        )
+        .bind(unix(now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows.iter().map(task_from_row).collect()
+    }
+
+    async fn queue_delete(&self, key: &PhotoKey) -> PortResult<()> {
+        let task = Task::DeleteObject {
+            user_id: key.owner().clone(),
+            key: key.clone(),
+        };
+        let mut conn = self.pool.acquire().await.map_err(db_error)?;
+        enqueue(&mut *conn, task, OffsetDateTime::now_utc()).await?;
+        Ok(())
+    }
+
+    async fn finish_task(&self, id: &str) -> PortResult<()> {
+        sqlx::query("DELETE FROM outbox WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn postpone_task(&self, id: &str, until: OffsetDateTime, error: &str) -> PortResult<()> {
+        sqlx::query(
+            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2 \
+             WHERE id = $3",
+        )
+        .bind(unix(until))
+        .bind(error)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn queue_depth(&self) -> PortResult<u64> {
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(count.max(0) as u64)
+    }
+
+    async fn abandoned_uploads(
+        &self,
+        before: OffsetDateTime,
+        limit: u32,
+    ) -> PortResult<Vec<PhotoKey>> {
+        let keys: Vec<String> = sqlx::query_scalar(
+            "SELECT photo_key FROM uploads \
+             WHERE confirmed_at IS NULL AND swept_at IS NULL AND expires_at < $1 \
+             ORDER BY expires_at LIMIT $2",
+        )
+        .bind(unix(before))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        keys.iter()
+            .map(|k| PhotoKey::parse(k).map_err(db_error))
+            .collect()
+    }
+
+    async fn mark_swept(&self, key: &PhotoKey) -> PortResult<bool> {
+        let marked = sqlx::query(
+            "UPDATE uploads SET swept_at = $1 \
+             WHERE photo_key = $2 AND confirmed_at IS NULL AND swept_at IS NULL",
+        )
+        .bind(unix(OffsetDateTime::now_utc()))
+        .bind(key.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?
+        .rows_affected();
+        Ok(marked == 1)
     }
 }

@@ -18,7 +18,10 @@ pub fn routes(state: AppState) -> Router {
     Router::new()
         // Alive: the process serves requests. Nothing outside is consulted, so a database
         // outage does not get every instance restarted at once.
-        .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
+        .route(
+            "/healthz",
+            get(|| async { Json(json!({ "status": "ok" })) }),
+        )
         .route("/readyz", get(move || ready(state.clone())))
 }
 

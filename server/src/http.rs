@@ -41,7 +41,10 @@ pub async fn api_guard(request: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > BODY_LIMIT_BYTES) {
-        return json_error(StatusCode::PAYLOAD_TOO_LARGE, "The request body is too large.");
+        return json_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "The request body is too large.",
+        );
     }
     if request.method() == Method::POST && !is_json(&request) {
         return json_error(

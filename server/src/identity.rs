@@ -63,7 +63,10 @@ impl JwksVerifier {
         if let Some(key) = cache.keys.get(kid) {
             return Ok(key.clone());
         }
-        if cache.last_fetch.is_some_and(|t| t.elapsed() < REFETCH_INTERVAL) {
+        if cache
+            .last_fetch
+            .is_some_and(|t| t.elapsed() < REFETCH_INTERVAL)
+        {
             return Err(TokenRejected(format!("unknown kid {kid}")));
         }
         cache.last_fetch = Some(Instant::now());

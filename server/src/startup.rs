@@ -8,7 +8,7 @@ use std::time::Duration;
 use app::domain::{ImageContentType, PhotoKey, UserId};
 
 use app::service::ports::{BoxError, ObjectStore};
-use app::service::{AppState, Settings};
+use app::service::{AppState, Settings, UploadLimits};
 use app::{shell, App};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -37,6 +37,9 @@ pub struct Application {
     pub directory: Arc<EmbeddedDirectory>,
     /// The object store the app uses, for tests that check what is really stored.
     pub storage: Arc<dyn ObjectStore>,
+    /// The state the requests use (tests run maintenance passes through it).
+    pub state: AppState,
+    maintenance_interval: Duration,
 }
 
 impl Application {
@@ -71,18 +74,22 @@ impl Application {
                 force_path_style,
             } => {
                 let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-                let mut builder = aws_sdk_s3::config::Builder::from(&shared)
-                    .force_path_style(*force_path_style);
+                let mut builder =
+                    aws_sdk_s3::config::Builder::from(&shared).force_path_style(*force_path_style);
                 if let Some(url) = endpoint_url {
                     builder = builder.endpoint_url(url);
                 }
-                let client = aws_sdk_s3::Client::from_conf(S3Storage::client_config(builder).build());
+                let client =
+                    aws_sdk_s3::Client::from_conf(S3Storage::client_config(builder).build());
                 (Arc::new(S3Storage::new(client, bucket)), None)
             }
         };
 
         let issuer_url = format!("{self_origin}/issuer");
-        let issuer = Arc::new(LocalIssuer::load_or_create(&config.data_dir, issuer_url.clone())?);
+        let issuer = Arc::new(LocalIssuer::load_or_create(
+            &config.data_dir,
+            issuer_url.clone(),
+        )?);
         seed_demo_users(&pool).await?;
         let directory = Arc::new(EmbeddedDirectory::new(pool.clone(), issuer.clone()));
         let tokens = Arc::new(JwksVerifier::new(
@@ -97,6 +104,10 @@ impl Application {
             storage: storage.clone(),
             directory: directory.clone(),
             tokens,
+            limits: Arc::new(UploadLimits::new(
+                config.upload_urls_per_minute,
+                config.max_pending_uploads,
+            )),
             settings: Settings {
                 upload_url_ttl: config.upload_url_ttl,
                 read_url_ttl: config.read_url_ttl,
@@ -105,9 +116,11 @@ impl Application {
             },
         };
         let jwks = issuer.jwks().clone();
-        let issuer_routes = Router::new()
-            .route("/issuer/.well-known/jwks.json", get(move || async move { Json(jwks) }));
-        let router = router(config.leptos, state, issuer_routes);
+        let issuer_routes = Router::new().route(
+            "/issuer/.well-known/jwks.json",
+            get(move || async move { Json(jwks) }),
+        );
+        let router = router(config.leptos, state.clone(), issuer_routes);
 
         Ok(Self {
             listener,
@@ -116,15 +129,22 @@ impl Application {
             embedded_s3,
             directory,
             storage,
+            state,
+            maintenance_interval: config.maintenance_interval,
         })
     }
 
-    /// Serves until SIGINT or SIGTERM, then lets in-flight requests finish.
+    /// Serves until SIGINT or SIGTERM, then lets in-flight requests finish. Maintenance runs
+    /// beside it; stopping it mid-pass is safe, since every queued task is durable and
+    /// idempotent.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         tracing::info!(addr = %self.addr, "Portrait listening");
-        axum::serve(self.listener, self.router)
+        let maintenance = tokio::spawn(maintain(self.state, self.maintenance_interval));
+        let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown_signal())
-            .await
+            .await;
+        maintenance.abort();
+        served
     }
 }
 
@@ -132,8 +152,14 @@ impl Application {
 /// style, with no configuration to keep in sync. Pages admit it in their CSP.
 async fn storage_origin(storage: &dyn ObjectStore) -> Result<String, BoxError> {
     let probe = PhotoKey::generate(&UserId::parse("probe")?, ImageContentType::Jpeg, 0, 0);
-    let url = storage.presign_get(&probe, Duration::from_secs(60)).await?.url;
-    let after_scheme = url.find("://").map(|i| i + 3).ok_or("presigned URL without scheme")?;
+    let url = storage
+        .presign_get(&probe, Duration::from_secs(60))
+        .await?
+        .url;
+    let after_scheme = url
+        .find("://")
+        .map(|i| i + 3)
+        .ok_or("presigned URL without scheme")?;
     let end = url[after_scheme..]
         .find('/')
         .map_or(url.len(), |i| after_scheme + i);
@@ -162,6 +188,20 @@ fn router(leptos_options: LeptosOptions, state: AppState, extra: Router) -> Rout
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES as usize))
         .layer(axum::middleware::from_fn(api_guard));
     request_tracing(security_headers(router))
+}
+
+async fn maintain(state: AppState, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if let Err(e) = state
+            .maintenance_pass(time::OffsetDateTime::now_utc())
+            .await
+        {
+            tracing::warn!(error = %e, "maintenance pass failed; retrying at the next tick");
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -45,7 +45,16 @@ fn test(root: &Path) -> Result {
     // The frontend is left out: with it, feature unification would build `app` with both `ssr`
     // and `hydrate`. Its code is `app`'s, which is tested here with `ssr`.
     tools
-        .cmd("cargo", &["test", "--workspace", "--exclude", "frontend", "--no-fail-fast"])
+        .cmd(
+            "cargo",
+            &[
+                "test",
+                "--workspace",
+                "--exclude",
+                "frontend",
+                "--no-fail-fast",
+            ],
+        )
         .status_ok()?;
     check_wasm_dependencies(&tools)?;
     // The browser tests get a server with a fresh data directory: the demo accounts as seeded,
@@ -62,13 +71,30 @@ fn test(root: &Path) -> Result {
 /// do not even work there.
 fn check_wasm_dependencies(tools: &Tools) -> Result {
     const FORBIDDEN: [&str; 7] = [
-        "sqlx", "aws-sdk-s3", "aws-sdk-cognitoidentityprovider", "aws-config", "jsonwebtoken",
-        "tokio", "s3s",
+        "sqlx",
+        "aws-sdk-s3",
+        "aws-sdk-cognitoidentityprovider",
+        "aws-config",
+        "jsonwebtoken",
+        "tokio",
+        "s3s",
     ];
     let output = tools
         .cmd(
             "cargo",
-            &["tree", "-p", "frontend", "--target", "wasm32-unknown-unknown", "-e", "normal", "--prefix", "none", "--format", "{p}"],
+            &[
+                "tree",
+                "-p",
+                "frontend",
+                "--target",
+                "wasm32-unknown-unknown",
+                "-e",
+                "normal",
+                "--prefix",
+                "none",
+                "--format",
+                "{p}",
+            ],
         )
         .output()
         .map_err(|e| format!("cargo tree: {e}"))?;
@@ -78,7 +104,10 @@ fn check_wasm_dependencies(tools: &Tools) -> Result {
     let tree = String::from_utf8_lossy(&output.stdout);
     let found: Vec<&str> = FORBIDDEN
         .into_iter()
-        .filter(|name| tree.lines().any(|l| l.split_whitespace().next() == Some(name)))
+        .filter(|name| {
+            tree.lines()
+                .any(|l| l.split_whitespace().next() == Some(name))
+        })
         .collect();
     if found.is_empty() {
         println!("wasm dependency check: none of {FORBIDDEN:?} in the frontend build");
@@ -124,7 +153,10 @@ impl Tools {
 
     /// A command with the tool cache and the npm binaries (wasm-opt) first on PATH.
     fn cmd(&self, program: &str, args: &[&str]) -> Command {
-        let mut path = vec![self.bin.clone(), self.root.join("end2end/node_modules/.bin")];
+        let mut path = vec![
+            self.bin.clone(),
+            self.root.join("end2end/node_modules/.bin"),
+        ];
         path.extend(env::split_paths(&env::var_os("PATH").unwrap_or_default()));
         let mut cmd = Command::new(program);
         cmd.args(args)
@@ -134,11 +166,16 @@ impl Tools {
     }
 
     fn ensure_wasm_target(&self) -> Result {
-        let installed = self.cmd("rustup", &["target", "list", "--installed"]).output();
-        if installed.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("wasm32-unknown-unknown")) {
+        let installed = self
+            .cmd("rustup", &["target", "list", "--installed"])
+            .output();
+        if installed
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("wasm32-unknown-unknown"))
+        {
             return Ok(());
         }
-        self.cmd("rustup", &["target", "add", "wasm32-unknown-unknown"]).status_ok()
+        self.cmd("rustup", &["target", "add", "wasm32-unknown-unknown"])
+            .status_ok()
     }
 
     fn ensure_cargo_tool(&self, krate: &str, version: &str, locked: bool, cache: &Path) -> Result {
@@ -146,13 +183,26 @@ impl Tools {
             "wasm-bindgen-cli" => "wasm-bindgen",
             other => other,
         };
-        let current = Command::new(self.bin.join(binary)).arg("--version").output();
+        let current = Command::new(self.bin.join(binary))
+            .arg("--version")
+            .output();
         if current.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(version)) {
             return Ok(());
         }
-        println!("installing {krate} {version} into {} (once)", cache.display());
+        println!(
+            "installing {krate} {version} into {} (once)",
+            cache.display()
+        );
         let root = cache.display().to_string();
-        let mut args = vec!["install", krate, "--version", version, "--root", &root, "--force"];
+        let mut args = vec![
+            "install",
+            krate,
+            "--version",
+            version,
+            "--root",
+            &root,
+            "--force",
+        ];
         if locked {
             args.push("--locked");
         }
@@ -167,7 +217,8 @@ impl Tools {
         }
         println!("installing Debian's chromium for the browser tests");
         self.cmd("apt-get", &["update", "-qq"]).status_ok()?;
-        self.cmd("apt-get", &["install", "-y", "-qq", "chromium"]).status_ok()
+        self.cmd("apt-get", &["install", "-y", "-qq", "chromium"])
+            .status_ok()
     }
 
     fn ensure_npm_packages(&self) -> Result {
@@ -211,7 +262,9 @@ fn workspace_root() -> PathBuf {
 }
 
 fn home() -> PathBuf {
-    env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"))
+    env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/root"))
 }
 
 trait StatusOk {
@@ -226,7 +279,11 @@ impl StatusOk for Command {
         if status.success() {
             Ok(())
         } else {
-            Err(format!("{:?} {:?} failed: {status}", self.get_program(), self.get_args().collect::<Vec<_>>()))
+            Err(format!(
+                "{:?} {:?} failed: {status}",
+                self.get_program(),
+                self.get_args().collect::<Vec<_>>()
+            ))
         }
     }
 }

@@ -31,7 +31,8 @@ pub fn ImageEditor(
 ) -> impl IntoView {
     let (width, height) = photo.dimensions();
     let crop = RwSignal::new(Crop::default().clamped(width, height));
-    let set_crop = move |f: &dyn Fn(Crop) -> Crop| crop.update(|c| *c = f(*c).clamped(width, height));
+    let set_crop =
+        move |f: &dyn Fn(Crop) -> Crop| crop.update(|c| *c = f(*c).clamped(width, height));
     let canvas = NodeRef::<html::Canvas>::new();
 
     // Repaint whenever the crop changes; the preview copy keeps this to a few milliseconds.
@@ -74,7 +75,11 @@ pub fn ImageEditor(
         });
     };
     let on_key = move |ev: web_sys::KeyboardEvent| {
-        let pan = if ev.shift_key() { PAN_STEP * 10.0 } else { PAN_STEP };
+        let pan = if ev.shift_key() {
+            PAN_STEP * 10.0
+        } else {
+            PAN_STEP
+        };
         let size = view_size();
         let change: Option<Box<dyn Fn(Crop) -> Crop>> = match ev.key().as_str() {
             // Arrow keys move the photo the way the arrow points, like dragging it.
@@ -82,8 +87,14 @@ pub fn ImageEditor(
             "ArrowRight" => Some(Box::new(move |c| c.dragged(pan, 0.0, size, width, height))),
             "ArrowUp" => Some(Box::new(move |c| c.dragged(0.0, -pan, size, width, height))),
             "ArrowDown" => Some(Box::new(move |c| c.dragged(0.0, pan, size, width, height))),
-            "+" | "=" => Some(Box::new(|c| Crop { zoom: c.zoom + ZOOM_STEP, ..c })),
-            "-" | "_" => Some(Box::new(|c| Crop { zoom: c.zoom - ZOOM_STEP, ..c })),
+            "+" | "=" => Some(Box::new(|c| Crop {
+                zoom: c.zoom + ZOOM_STEP,
+                ..c
+            })),
+            "-" | "_" => Some(Box::new(|c| Crop {
+                zoom: c.zoom - ZOOM_STEP,
+                ..c
+            })),
             "]" => Some(Box::new(|c| rotate_by(c, ROTATE_STEP))),
             "[" => Some(Box::new(|c| rotate_by(c, -ROTATE_STEP))),
             _ => None,
@@ -102,7 +113,11 @@ pub fn ImageEditor(
 
     let announcement = move || {
         let c = crop.get();
-        format!("Zoom {:.0}%, rotated {:.0}°", c.zoom * 100.0, c.rotation_deg)
+        format!(
+            "Zoom {:.0}%, rotated {:.0}°",
+            c.zoom * 100.0,
+            c.rotation_deg
+        )
     };
     let is_busy = move || busy.get().is_some();
 

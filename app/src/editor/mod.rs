@@ -68,8 +68,10 @@ pub fn decode(bytes: &[u8]) -> Result<Photo, String> {
             MAX_INPUT_BYTES / (1024 * 1024)
         ));
     }
-    let unsupported =
-        || "This image format is not supported. Please use a JPEG, PNG, WebP, GIF or BMP photo.".to_string();
+    let unsupported = || {
+        "This image format is not supported. Please use a JPEG, PNG, WebP, GIF or BMP photo."
+            .to_string()
+    };
     let reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|_| unsupported())?;
@@ -143,7 +145,9 @@ mod tests {
 
     #[test]
     fn unsupported_and_damaged_files_get_a_clear_message() {
-        let err = decode(b"<svg xmlns='http://www.w3.org/2000/svg'/>").err().unwrap();
+        let err = decode(b"<svg xmlns='http://www.w3.org/2000/svg'/>")
+            .err()
+            .unwrap();
         assert!(err.contains("not supported"), "{err}");
         let mut truncated = jpeg_of(64, 64);
         truncated.truncate(200);

@@ -144,9 +144,9 @@ mod tests {
     /// A photo whose four quadrants have four colours, so orientation is easy to check.
     fn quadrants(w: u32, h: u32) -> RgbaImage {
         RgbaImage::from_fn(w, h, |x, y| match (x < w / 2, y < h / 2) {
-            (true, true) => Rgba([255, 0, 0, 255]),   // top-left red
-            (false, true) => Rgba([0, 255, 0, 255]),  // top-right green
-            (true, false) => Rgba([0, 0, 255, 255]),  // bottom-left blue
+            (true, true) => Rgba([255, 0, 0, 255]),     // top-left red
+            (false, true) => Rgba([0, 255, 0, 255]),    // top-right green
+            (true, false) => Rgba([0, 0, 255, 255]),    // bottom-left blue
             (false, false) => Rgba([255, 255, 0, 255]), // bottom-right yellow
         })
     }
@@ -171,7 +171,11 @@ mod tests {
             ..Crop::default()
         };
         let out = render(&quadrants(100, 100), crop, 50);
-        assert!(near(*out.get_pixel(45, 5), [255, 0, 0]), "{:?}", out.get_pixel(45, 5));
+        assert!(
+            near(*out.get_pixel(45, 5), [255, 0, 0]),
+            "{:?}",
+            out.get_pixel(45, 5)
+        );
         assert!(near(*out.get_pixel(5, 5), [0, 0, 255]));
     }
 
@@ -241,22 +245,37 @@ mod tests {
         let photo = RgbaImage::from_fn(1200, 900, |x, y| {
             Rgba([(x / 5) as u8, (y / 4) as u8, ((x + y) / 9) as u8, 255])
         });
-        let small = image::imageops::resize(&photo, 400, 300, image::imageops::FilterType::Triangle);
+        let small =
+            image::imageops::resize(&photo, 400, 300, image::imageops::FilterType::Triangle);
         for crop in [
             Crop::default(),
-            Crop { zoom: 1.7, rotation_deg: 37.0, center_x: 0.4, center_y: 0.55 },
-            Crop { zoom: 3.0, rotation_deg: -120.0, center_x: 0.7, center_y: 0.3 },
+            Crop {
+                zoom: 1.7,
+                rotation_deg: 37.0,
+                center_x: 0.4,
+                center_y: 0.55,
+            },
+            Crop {
+                zoom: 3.0,
+                rotation_deg: -120.0,
+                center_x: 0.7,
+                center_y: 0.3,
+            },
         ] {
             let preview = render(&small, crop, 128);
             let output = render(&photo, crop, 512);
-            let scaled = image::imageops::resize(&output, 128, 128, image::imageops::FilterType::Triangle);
+            let scaled =
+                image::imageops::resize(&output, 128, 128, image::imageops::FilterType::Triangle);
             let worst = preview
                 .pixels()
                 .zip(scaled.pixels())
                 .flat_map(|(a, b)| a.0.into_iter().zip(b.0).map(|(x, y)| x.abs_diff(y)))
                 .max()
                 .unwrap();
-            assert!(worst <= 12, "preview and output differ by {worst} for {crop:?}");
+            assert!(
+                worst <= 12,
+                "preview and output differ by {worst} for {crop:?}"
+            );
         }
     }
 }

@@ -48,8 +48,12 @@ fn ProfileCard(profile: Profile) -> impl IntoView {
     };
 
     let on_file_chosen = move |_| {
-        let Some(input) = file_input.get_untracked() else { return };
-        let Some(file) = input.files().and_then(|files| files.get(0)) else { return };
+        let Some(input) = file_input.get_untracked() else {
+            return;
+        };
+        let Some(file) = input.files().and_then(|files| files.get(0)) else {
+            return;
+        };
         // Clear the input so that choosing the same file again still fires `change`.
         input.set_value("");
         page_error.set(None);
@@ -62,7 +66,9 @@ fn ProfileCard(profile: Profile) -> impl IntoView {
     };
 
     let on_save = move |crop: Crop| {
-        let Some(current) = photo.get_untracked() else { return };
+        let Some(current) = photo.get_untracked() else {
+            return;
+        };
         save_error.set(None);
         busy.set(Some("Preparing your picture…".into()));
         spawn_local(async move {

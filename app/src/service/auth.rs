@@ -86,15 +86,24 @@ mod tests {
 
     #[test]
     fn bearer_scheme_is_case_insensitive_and_needs_a_token() {
-        assert_eq!(bearer_token(&headers(&[(AUTHORIZATION, "bearer abc")])), Some("abc"));
+        assert_eq!(
+            bearer_token(&headers(&[(AUTHORIZATION, "bearer abc")])),
+            Some("abc")
+        );
         assert_eq!(bearer_token(&headers(&[(AUTHORIZATION, "Bearer ")])), None);
-        assert_eq!(bearer_token(&headers(&[(AUTHORIZATION, "Basic abc")])), None);
+        assert_eq!(
+            bearer_token(&headers(&[(AUTHORIZATION, "Basic abc")])),
+            None
+        );
     }
 
     #[test]
     fn the_session_cookie_is_found_among_others() {
         let h = headers(&[(COOKIE, "a=1; portrait_session=tok; b=2")]);
         assert_eq!(session_cookie(&h), Some("tok"));
-        assert_eq!(session_cookie(&headers(&[(COOKIE, "portrait_sessionx=1")])), None);
+        assert_eq!(
+            session_cookie(&headers(&[(COOKIE, "portrait_sessionx=1")])),
+            None
+        );
     }
 }

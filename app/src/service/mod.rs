@@ -2,6 +2,8 @@
 //! Compiled only with the `ssr` feature.
 
 mod auth;
+mod limits;
+mod maintenance;
 mod pictures;
 pub mod ports;
 mod security;
@@ -13,6 +15,8 @@ use std::time::Duration;
 use leptos::prelude::use_context;
 
 pub use auth::{AuthUser, SESSION_COOKIE};
+pub use limits::UploadLimits;
+pub use maintenance::MaintenanceReport;
 pub use pictures::CONTENT_SNIFF_BYTES;
 pub use security::apply_page_policy;
 
@@ -48,6 +52,7 @@ pub struct AppState {
     pub storage: Arc<dyn ObjectStore>,
     pub directory: Arc<dyn Directory>,
     pub tokens: Arc<dyn TokenVerifier>,
+    pub limits: Arc<UploadLimits>,
     pub settings: Settings,
 }
 
@@ -88,6 +93,11 @@ pub async fn respond<T>(body: impl Future<Output = Result<T, ApiError>>) -> Resu
     let result = body.await;
     if let Err(e) = &result {
         set_response_status(e.status);
+        if let (Some(seconds), Some(options)) =
+            (e.retry_after, use_context::<leptos_axum::ResponseOptions>())
+        {
+            options.insert_header(http::header::RETRY_AFTER, seconds.into());
+        }
     }
     result
 }

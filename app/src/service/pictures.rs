@@ -13,9 +13,7 @@ use crate::api::{
     LoginRequest, LoginResponse, PictureResponse, Profile, UploadUrlRequest, UploadUrlResponse,
     UserSummary,
 };
-use crate::domain::{
-    check_file_name, initials, ContentLength, ImageContentType, PhotoKey, UserId,
-};
+use crate::domain::{check_file_name, initials, ContentLength, ImageContentType, PhotoKey, UserId};
 use crate::error::ApiError;
 
 /// How much of a stored object we read to check what it really is: enough for the magic bytes
@@ -102,8 +100,15 @@ impl AppState {
         let length = ContentLength::parse(req.content_length)?;
         // The row must exist: a token for a user we never saw (deleted since) gets nothing.
         self.user_record(&user.id).await?;
-
+        self.limits.check_rate(&user.id)?;
         let now = OffsetDateTime::now_utc();
+        if self.users.pending_uploads(&user.id, now).await? >= self.limits.max_pending {
+            return Err(super::limits::too_many(
+                "Too many uploads in progress. Finish them or wait a few minutes.",
+                self.settings.upload_url_ttl,
+            ));
+        }
+
         let key = PhotoKey::generate(
             &user.id,
             content_type,
@@ -145,7 +150,9 @@ impl AppState {
     ) -> Result<PictureResponse, ApiError> {
         let key = PhotoKey::parse(raw_key)?;
         if key.owner() != &user.id {
-            return Err(ApiError::forbidden("This photo key belongs to another user."));
+            return Err(ApiError::forbidden(
+                "This photo key belongs to another user.",
+            ));
         }
         let upload = self.users.find_upload(&key).await?.ok_or_else(|| {
             ApiError::bad_request("Unknown photoKey: request an upload URL first.")
@@ -177,31 +184,37 @@ impl AppState {
             return Err(ApiError::bad_request(reason));
         }
 
-        let previous = self.users.replace_picture(&user.id, Some(&key)).await?;
-        if let Err(e) = self.directory.set_picture(&user.id, &key).await {
-            // The database is the source of truth for what we serve; the attribute catches up on
-            // the next change.
-            tracing::warn!(user = %user.id, error = %e, "could not update the picture attribute");
-        }
-        if let Some(old) = previous.filter(|old| old != &key) {
-            self.delete_object_logged(&old).await;
-        }
-        tracing::info!(user = %user.id, key = %key, "picture confirmed");
+        let Some(change) = self.users.replace_picture(&user.id, Some(&key)).await? else {
+            // Another confirm of the same key won the race (fine), or the upload was swept.
+            let record = self.user_record(&user.id).await?;
+            return if record.photo_key.as_ref() == Some(&key) {
+                self.picture_response("Profile picture updated successfully.", record)
+                    .await
+            } else {
+                Err(ApiError::bad_request(
+                    "This upload is no longer available. Please upload the picture again.",
+                ))
+            };
+        };
+        // Committed: the new picture is served from now on. The attribute update and the
+        // deletion of the replaced object follow, and are retried later if a part is down.
+        self.run_tasks(&change.tasks).await;
+        tracing::info!(user = %user.id, key = %key, replaced = ?change.replaced.as_ref().map(PhotoKey::as_str),
+            "picture confirmed");
         let record = self.user_record(&user.id).await?;
         self.picture_response("Profile picture updated successfully.", record)
             .await
     }
 
     pub async fn delete_picture(&self, user: &AuthUser) -> Result<PictureResponse, ApiError> {
-        let previous = self.users.replace_picture(&user.id, None).await?;
-        if let Err(e) = self.directory.remove_picture(&user.id).await {
-            tracing::warn!(user = %user.id, error = %e, "could not remove the picture attribute");
-        }
-        if let Some(old) = &previous {
-            self.delete_object_logged(old).await;
-        }
+        let change = self
+            .users
+            .replace_picture(&user.id, None)
+            .await?
+            .ok_or_else(ApiError::internal)?;
+        self.run_tasks(&change.tasks).await;
         let record = self.user_record(&user.id).await?;
-        let message = if previous.is_some() {
+        let message = if change.replaced.is_some() {
             "Profile picture removed."
         } else {
             "There was no profile picture to remove."
@@ -234,13 +247,6 @@ impl AppState {
         Ok(check_image_bytes(upload.content_type, &head))
     }
 
-    async fn delete_object_logged(&self, key: &PhotoKey) {
-        match self.storage.delete(key).await {
-            Ok(()) => tracing::info!(key = %key, "previous picture deleted"),
-            Err(e) => tracing::warn!(key = %key, error = %e, "could not delete previous picture"),
-        }
-    }
-
     async fn user_record(&self, id: &UserId) -> Result<UserRecord, ApiError> {
         self.users
             .get(id)
@@ -264,7 +270,8 @@ impl AppState {
     }
 
     async fn to_profile(&self, record: UserRecord) -> Result<Profile, ApiError> {
-        let (picture_url, picture_expires_at_utc) = self.read_url(record.photo_key.as_ref()).await?;
+        let (picture_url, picture_expires_at_utc) =
+            self.read_url(record.photo_key.as_ref()).await?;
         Ok(Profile {
             id: record.id.to_string(),
             initials: initials(&record.name),

@@ -83,6 +83,31 @@ pub struct IssuedUpload {
     pub confirmed: bool,
 }
 
+/// Work that follows a committed picture change. It is queued in the same transaction as the
+/// change, done right after it, and retried until it succeeds, so a part that is down delays it
+/// but never loses it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Task {
+    /// Make the directory's `picture` attribute match the user's current picture.
+    SyncPicture { user_id: UserId },
+    /// Delete an object that nothing refers to any more.
+    DeleteObject { user_id: UserId, key: PhotoKey },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueuedTask {
+    pub id: String,
+    pub task: Task,
+    pub attempts: u32,
+}
+
+/// What a committed picture change replaced, and the work it queued.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PictureChange {
+    pub replaced: Option<PhotoKey>,
+    pub tasks: Vec<QueuedTask>,
+}
+
 #[async_trait]
 pub trait UserStore: Send + Sync {
     /// A cheap round trip, for readiness checks.
@@ -93,13 +118,34 @@ pub trait UserStore: Send + Sync {
     async fn ensure(&self, user: &NewUser) -> PortResult<()>;
     async fn record_upload(&self, upload: &IssuedUpload) -> PortResult<()>;
     async fn find_upload(&self, key: &PhotoKey) -> PortResult<Option<IssuedUpload>>;
-    /// In one transaction: sets the user's picture (None removes it), marks the upload of the new
-    /// key confirmed, and returns the key it replaced.
+    /// Uploads of this user that are neither confirmed nor expired at `now`.
+    async fn pending_uploads(&self, id: &UserId, now: OffsetDateTime) -> PortResult<u64>;
+    /// In one transaction: claims the upload of the new key (it must be unconfirmed and not
+    /// swept, else `None` and nothing changes), swaps the user's picture atomically (None
+    /// removes it), and queues the attribute sync and the deletion of the replaced object.
     async fn replace_picture(
         &self,
         id: &UserId,
         new: Option<&PhotoKey>,
-    ) -> PortResult<Option<PhotoKey>>;
+    ) -> PortResult<Option<PictureChange>>;
+
+    /// Queued tasks due at `now`, attribute syncs first; a user's deletions wait until their
+    /// attribute is in sync, so the directory never points at a deleted object.
+    async fn due_tasks(&self, now: OffsetDateTime, limit: u32) -> PortResult<Vec<QueuedTask>>;
+    /// Queues the deletion of an object outside a picture change (an abandoned upload).
+    async fn queue_delete(&self, key: &PhotoKey) -> PortResult<()>;
+    async fn finish_task(&self, id: &str) -> PortResult<()>;
+    async fn postpone_task(&self, id: &str, until: OffsetDateTime, error: &str) -> PortResult<()>;
+    async fn queue_depth(&self) -> PortResult<u64>;
+    /// Unconfirmed uploads that expired before `before` and were not swept yet.
+    async fn abandoned_uploads(
+        &self,
+        before: OffsetDateTime,
+        limit: u32,
+    ) -> PortResult<Vec<PhotoKey>>;
+    /// Marks an abandoned upload swept; false when it was confirmed meanwhile (then its object
+    /// must stay).
+    async fn mark_swept(&self, key: &PhotoKey) -> PortResult<bool>;
 }
 
 /// A request the browser makes directly against the storage.
@@ -135,6 +181,8 @@ pub trait ObjectStore: Send + Sync {
     async fn read_prefix(&self, key: &PhotoKey, len: u64) -> PortResult<Vec<u8>>;
     /// Succeeds when the object is already gone.
     async fn delete(&self, key: &PhotoKey) -> PortResult<()>;
+    /// Every key under `prefix` (for audits and tests; pages through all results).
+    async fn list(&self, prefix: &str) -> PortResult<Vec<String>>;
 }
 
 #[derive(Debug, Clone, PartialEq)]

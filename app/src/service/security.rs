@@ -17,7 +17,9 @@ pub fn apply_page_policy() {
     let Some(options) = use_context::<leptos_axum::ResponseOptions>() else {
         return;
     };
-    let nonce = use_nonce().map(|n| format!(" 'nonce-{n}'")).unwrap_or_default();
+    let nonce = use_nonce()
+        .map(|n| format!(" 'nonce-{n}'"))
+        .unwrap_or_default();
     let storage = use_context::<AppState>()
         .and_then(|state| state.settings.storage_origin)
         .map(|origin| format!(" {origin}"))

@@ -376,12 +376,14 @@ pub async fn seed_demo_users(pool: &AnyPool) -> Result<(), BoxError> {
         .bind(demo.joined_at)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("INSERT INTO local_accounts (user_id, email, password_hash) VALUES ($1, $2, $3)")
-            .bind(&id)
-            .bind(demo.email)
-            .bind(hash_password(DEMO_PASSWORD))
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO local_accounts (user_id, email, password_hash) VALUES ($1, $2, $3)",
+        )
+        .bind(&id)
+        .bind(demo.email)
+        .bind(hash_password(DEMO_PASSWORD))
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         tracing::info!(email = demo.email, "seeded demo account");
     }

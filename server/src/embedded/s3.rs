@@ -11,11 +11,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use app::service::ports::BoxError;
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use axum::body::Body;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use http::{header, HeaderValue, Method, StatusCode};
 use s3s::auth::SimpleAuth;
 use s3s::service::S3ServiceBuilder;
@@ -60,7 +60,10 @@ impl EmbeddedS3 {
 
         let store = s3s_fs::FileSystem::new(&root).map_err(|e| format!("object store: {e:?}"))?;
         let mut builder = S3ServiceBuilder::new(store);
-        builder.set_auth(SimpleAuth::from_single(access_key.clone(), secret_key.clone()));
+        builder.set_auth(SimpleAuth::from_single(
+            access_key.clone(),
+            secret_key.clone(),
+        ));
         let s3 = builder.build();
 
         let handler = move |req: Request| {

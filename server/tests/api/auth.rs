@@ -22,7 +22,9 @@ impl Forge {
         let payload = token.split('.').nth(1).unwrap();
         use base64::Engine;
         let claims: Value = serde_json::from_slice(
-            &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap(),
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .unwrap(),
         )
         .unwrap();
         let pem = std::fs::read(app.data_dir.path().join("issuer-key.pem")).unwrap();
@@ -48,8 +50,15 @@ impl Forge {
 
 async fn assert_refused(app: &TestApp, token: &str, why: &str) {
     let response = app.get("/api/auth/user/profile", Some(token)).await;
-    assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "accepted a token with {why}");
-    assert_eq!(error_message(response, StatusCode::UNAUTHORIZED).await, "Please sign in.");
+    assert_eq!(
+        response.status(),
+        StatusCode::UNAUTHORIZED,
+        "accepted a token with {why}"
+    );
+    assert_eq!(
+        error_message(response, StatusCode::UNAUTHORIZED).await,
+        "Please sign in."
+    );
 }
 
 #[tokio::test]
@@ -58,7 +67,12 @@ async fn a_genuine_token_re_signed_unchanged_is_accepted() {
     let app = TestApp::spawn().await;
     let forge = Forge::from(&app).await;
     let token = forge.sign(&forge.claims);
-    assert_eq!(app.get("/api/auth/user/profile", Some(&token)).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.get("/api/auth/user/profile", Some(&token))
+            .await
+            .status(),
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -66,11 +80,34 @@ async fn tokens_wrong_in_one_claim_are_refused() {
     let app = TestApp::spawn().await;
     let forge = Forge::from(&app).await;
     let an_hour_ago = time::OffsetDateTime::now_utc().unix_timestamp() - 3600;
-    assert_refused(&app, &forge.with("exp", json!(an_hour_ago)), "an expired exp").await;
-    assert_refused(&app, &forge.with("iss", json!("https://cognito-idp.us-east-1.amazonaws.com/other")), "another issuer").await;
-    assert_refused(&app, &forge.with("client_id", json!("another-client")), "another client").await;
+    assert_refused(
+        &app,
+        &forge.with("exp", json!(an_hour_ago)),
+        "an expired exp",
+    )
+    .await;
+    assert_refused(
+        &app,
+        &forge.with(
+            "iss",
+            json!("https://cognito-idp.us-east-1.amazonaws.com/other"),
+        ),
+        "another issuer",
+    )
+    .await;
+    assert_refused(
+        &app,
+        &forge.with("client_id", json!("another-client")),
+        "another client",
+    )
+    .await;
     assert_refused(&app, &forge.with("token_use", json!("id")), "token_use id").await;
-    assert_refused(&app, &forge.with("sub", json!("../../etc")), "a hostile sub").await;
+    assert_refused(
+        &app,
+        &forge.with("sub", json!("../../etc")),
+        "a hostile sub",
+    )
+    .await;
     let mut no_exp = forge.claims.clone();
     no_exp.as_object_mut().unwrap().remove("exp");
     assert_refused(&app, &forge.sign(&no_exp), "no exp").await;
@@ -79,7 +116,12 @@ async fn tokens_wrong_in_one_claim_are_refused() {
 #[tokio::test]
 async fn the_id_token_is_not_an_access_token() {
     let app = TestApp::spawn().await;
-    let body: Value = app.login_response(ADA, "portrait-demo").await.json().await.unwrap();
+    let body: Value = app
+        .login_response(ADA, "portrait-demo")
+        .await
+        .json()
+        .await
+        .unwrap();
     let id_token = body["idToken"].as_str().unwrap();
     assert_refused(&app, id_token, "token_use id (the id token)").await;
 }
@@ -99,19 +141,33 @@ async fn tokens_not_signed_by_the_issuer_are_refused() {
     );
     let mut header = Header::new(Algorithm::RS256);
     header.kid = Some(forge.kid.clone());
-    let foreign = jsonwebtoken::encode(&header, &forge.claims, &EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap()).unwrap();
+    let foreign = jsonwebtoken::encode(
+        &header,
+        &forge.claims,
+        &EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap(),
+    )
+    .unwrap();
     assert_refused(&app, &foreign, "a foreign signature").await;
 
     // HS256 keyed with something public, the classic algorithm-confusion attack.
     let mut hs = Header::new(Algorithm::HS256);
     hs.kid = Some(forge.kid.clone());
-    let confused = jsonwebtoken::encode(&hs, &forge.claims, &EncodingKey::from_secret(forge.kid.as_bytes())).unwrap();
+    let confused = jsonwebtoken::encode(
+        &hs,
+        &forge.claims,
+        &EncodingKey::from_secret(forge.kid.as_bytes()),
+    )
+    .unwrap();
     assert_refused(&app, &confused, "alg HS256").await;
 
     // alg none: a header and payload with an empty signature.
     use base64::Engine;
     let b64 = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
-    let unsigned = format!("{}.{}.", b64(&json!({ "alg": "none", "kid": forge.kid })), b64(&forge.claims));
+    let unsigned = format!(
+        "{}.{}.",
+        b64(&json!({ "alg": "none", "kid": forge.kid })),
+        b64(&forge.claims)
+    );
     assert_refused(&app, &unsigned, "alg none").await;
 
     // An unknown key id.

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use app::domain::PhotoKey;
 use app::service::ports::ObjectStore;
+use app::service::{AppState, MaintenanceReport};
 use leptos::config::LeptosOptions;
 use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};
@@ -22,6 +23,7 @@ pub struct TestApp {
     pub storage: Arc<dyn ObjectStore>,
     pub directory: Arc<EmbeddedDirectory>,
     pub embedded_s3: Option<Arc<EmbeddedS3>>,
+    pub state: AppState,
 }
 
 /// What an upload URL response carries, typed for the tests.
@@ -60,6 +62,7 @@ impl TestApp {
         let storage = app.storage.clone();
         let directory = app.directory.clone();
         let embedded_s3 = app.embedded_s3.clone();
+        let state = app.state.clone();
         tokio::spawn(app.run_until_stopped());
         Self {
             address,
@@ -71,7 +74,25 @@ impl TestApp {
             storage,
             directory,
             embedded_s3,
+            state,
         }
+    }
+
+    /// Runs one maintenance pass as if it were `later` from now (no waiting in tests).
+    pub async fn maintenance_after(&self, later: std::time::Duration) -> MaintenanceReport {
+        self.state
+            .maintenance_pass(time::OffsetDateTime::now_utc() + later)
+            .await
+            .expect("a maintenance pass")
+    }
+
+    /// Every object stored under the user's prefix.
+    pub async fn objects_of(&self, user_id: &str) -> Vec<String> {
+        let id = app::domain::UserId::parse(user_id).unwrap();
+        self.storage
+            .list(&PhotoKey::user_prefix(&id))
+            .await
+            .unwrap()
     }
 
     /// The embedded storage, for tests that take it down.

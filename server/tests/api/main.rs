@@ -4,3 +4,4 @@ mod auth;
 mod helpers;
 mod operations;
 mod pictures;
+mod resilience;

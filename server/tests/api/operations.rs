@@ -11,7 +11,10 @@ async fn health_and_readiness_report_the_parts() {
     let app = TestApp::spawn().await;
     let health = app.get("/healthz", None).await;
     assert_eq!(health.status(), StatusCode::OK);
-    assert_eq!(health.json::<Value>().await.unwrap(), json!({ "status": "ok" }));
+    assert_eq!(
+        health.json::<Value>().await.unwrap(),
+        json!({ "status": "ok" })
+    );
 
     let ready = app.get("/readyz", None).await;
     assert_eq!(ready.status(), StatusCode::OK);
@@ -51,17 +54,36 @@ async fn pages_carry_a_strict_content_security_policy() {
     let csp = headers["content-security-policy"].to_str().unwrap();
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
     assert!(csp.contains("'wasm-unsafe-eval'"), "{csp}");
-    assert!(!csp.contains("'unsafe-inline'") && !csp.contains("'unsafe-eval'"), "{csp}");
+    assert!(
+        !csp.contains("'unsafe-inline'") && !csp.contains("'unsafe-eval'"),
+        "{csp}"
+    );
     assert_eq!(headers["x-content-type-options"], "nosniff");
     assert_eq!(headers["x-frame-options"], "DENY");
     // The inline hydration script carries the nonce the policy names.
-    let nonce = csp.split("'nonce-").nth(1).unwrap().split('\'').next().unwrap().to_owned();
+    let nonce = csp
+        .split("'nonce-")
+        .nth(1)
+        .unwrap()
+        .split('\'')
+        .next()
+        .unwrap()
+        .to_owned();
     let html = page.text().await.unwrap();
-    assert!(html.contains(&format!("nonce=\"{nonce}\"")), "the page's scripts lack the nonce");
+    assert!(
+        html.contains(&format!("nonce=\"{nonce}\"")),
+        "the page's scripts lack the nonce"
+    );
     // And the storage, where pictures and uploads go, is the one other origin admitted.
     let endpoint = &app.s3().endpoint;
-    assert!(csp.contains(&format!("connect-src 'self' {endpoint}")), "{csp}");
-    assert!(csp.contains(&format!("img-src 'self' data: blob: {endpoint}")), "{csp}");
+    assert!(
+        csp.contains(&format!("connect-src 'self' {endpoint}")),
+        "{csp}"
+    );
+    assert!(
+        csp.contains(&format!("img-src 'self' data: blob: {endpoint}")),
+        "{csp}"
+    );
 }
 
 #[tokio::test]
@@ -69,7 +91,11 @@ async fn the_api_takes_only_json() {
     let app = TestApp::spawn().await;
     let token = app.token(ADA).await;
     // What a cross-site HTML form can send: it must not reach the handler, cookie or not.
-    for content_type in ["application/x-www-form-urlencoded", "text/plain", "multipart/form-data"] {
+    for content_type in [
+        "application/x-www-form-urlencoded",
+        "text/plain",
+        "multipart/form-data",
+    ] {
         let response = app
             .http
             .post(app.url("/api/auth/user/picture/uploaded"))
@@ -90,8 +116,11 @@ async fn the_api_takes_only_json() {
 async fn oversized_bodies_are_a_json_413() {
     let app = TestApp::spawn().await;
     let token = app.token(ADA).await;
-    let huge = json!({ "fileName": "a".repeat(20_000), "contentType": "image/jpeg", "contentLength": 10 });
-    let response = app.post("/api/auth/user/picture/upload-url", Some(&token), &huge).await;
+    let huge =
+        json!({ "fileName": "a".repeat(20_000), "contentType": "image/jpeg", "contentLength": 10 });
+    let response = app
+        .post("/api/auth/user/picture/upload-url", Some(&token), &huge)
+        .await;
     let message = error_message(response, StatusCode::PAYLOAD_TOO_LARGE).await;
     assert_eq!(message, "The request body is too large.");
 }

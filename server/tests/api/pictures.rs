@@ -8,9 +8,15 @@ async fn sign_in_returns_tokens_and_an_http_only_cookie() {
     let app = TestApp::spawn().await;
     let response = app.login_response(ADA, "portrait-demo").await;
     assert_eq!(response.status(), StatusCode::OK);
-    let cookie = response.headers()["set-cookie"].to_str().unwrap().to_owned();
+    let cookie = response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(cookie.starts_with("portrait_session="), "{cookie}");
-    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"), "{cookie}");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+        "{cookie}"
+    );
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["tokenType"], "Bearer");
     assert_eq!(body["expiresIn"], 3600);
@@ -32,7 +38,11 @@ async fn sign_in_returns_tokens_and_an_http_only_cookie() {
 async fn wrong_credentials_are_a_401() {
     let app = TestApp::spawn().await;
     for (email, password) in [(ADA, "wrong"), ("nobody@example.com", "portrait-demo")] {
-        let message = error_message(app.login_response(email, password).await, StatusCode::UNAUTHORIZED).await;
+        let message = error_message(
+            app.login_response(email, password).await,
+            StatusCode::UNAUTHORIZED,
+        )
+        .await;
         assert_eq!(message, "Incorrect email or password.");
     }
     let message = error_message(app.login_response("", "").await, StatusCode::BAD_REQUEST).await;
@@ -62,11 +72,20 @@ async fn every_endpoint_needs_a_valid_token() {
         for response in [
             app.get("/api/auth/user/profile", token).await,
             app.get("/api/users", token).await,
-            app.post("/api/auth/user/picture/upload-url", token, &body).await,
-            app.post("/api/auth/user/picture/uploaded", token, &json!({ "photoKey": "x" })).await,
+            app.post("/api/auth/user/picture/upload-url", token, &body)
+                .await,
+            app.post(
+                "/api/auth/user/picture/uploaded",
+                token,
+                &json!({ "photoKey": "x" }),
+            )
+            .await,
             app.delete("/api/auth/user/picture", token).await,
         ] {
-            assert_eq!(error_message(response, StatusCode::UNAUTHORIZED).await, "Please sign in.");
+            assert_eq!(
+                error_message(response, StatusCode::UNAUTHORIZED).await,
+                "Please sign in."
+            );
         }
     }
 }
@@ -79,12 +98,18 @@ async fn the_whole_flow_stores_serves_and_records_the_picture() {
 
     let grant = app.grant(&token, "image/jpeg", picture.len()).await;
     let user_id = app.profile(&token).await["id"].as_str().unwrap().to_owned();
-    assert!(grant.photo_key.starts_with(&format!("users/{user_id}/profile_")));
+    assert!(grant
+        .photo_key
+        .starts_with(&format!("users/{user_id}/profile_")));
     assert!(grant.photo_key.ends_with(".jpg"));
     assert_eq!(grant.headers["content-type"], "image/jpeg");
     assert_eq!(grant.headers["content-length"], picture.len().to_string());
     // No checksum pinned into the URL: it would be the checksum of an empty body.
-    assert!(!grant.upload_url.to_lowercase().contains("x-amz-checksum"), "{}", grant.upload_url);
+    assert!(
+        !grant.upload_url.to_lowercase().contains("x-amz-checksum"),
+        "{}",
+        grant.upload_url
+    );
 
     let put = app.put(&grant, picture.clone()).await;
     assert_eq!(put.status(), StatusCode::OK);
@@ -103,11 +128,24 @@ async fn the_whole_flow_stores_serves_and_records_the_picture() {
 
     // The directory's picture attribute holds the key.
     let id = app::domain::UserId::parse(user_id).unwrap();
-    assert_eq!(app.directory.picture(&id).await.unwrap().as_deref(), Some(grant.photo_key.as_str()));
+    assert_eq!(
+        app.directory.picture(&id).await.unwrap().as_deref(),
+        Some(grant.photo_key.as_str())
+    );
     // The profile and the user list show it from now on.
     assert!(app.profile(&token).await["pictureUrl"].is_string());
-    let users: Value = app.get("/api/users", Some(&token)).await.json().await.unwrap();
-    let ada = users.as_array().unwrap().iter().find(|u| u["name"] == "Ada Dev").unwrap();
+    let users: Value = app
+        .get("/api/users", Some(&token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let ada = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"] == "Ada Dev")
+        .unwrap();
     assert!(ada["pictureUrl"].is_string());
     assert_eq!(ada["initials"], "AD");
 }
@@ -122,7 +160,10 @@ async fn a_new_picture_replaces_and_deletes_the_old_one() {
     assert_ne!(first, second);
     assert!(!app.stored(&first).await, "the old object must be gone");
     assert!(app.stored(&second).await);
-    assert!(body["profile"]["pictureUrl"].as_str().unwrap().contains(&second));
+    assert!(body["profile"]["pictureUrl"]
+        .as_str()
+        .unwrap()
+        .contains(&second));
 }
 
 #[tokio::test]
@@ -154,7 +195,10 @@ async fn the_storage_refuses_a_put_that_differs_from_what_was_signed() {
 
     let mut longer = picture.clone();
     longer.push(0);
-    assert_eq!(app.put(&grant, longer).await.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        app.put(&grant, longer).await.status(),
+        StatusCode::FORBIDDEN
+    );
 
     let mut tampered = grant.upload_url.clone();
     tampered = tampered.replacen("/profile_", "/profile_9", 1);
@@ -169,7 +213,11 @@ async fn the_storage_refuses_a_put_that_differs_from_what_was_signed() {
     assert_eq!(forged.status(), StatusCode::FORBIDDEN);
 
     // Nothing was stored, so confirming finds nothing, and the user keeps having no picture.
-    let message = error_message(app.confirm(&token, &grant.photo_key).await, StatusCode::BAD_REQUEST).await;
+    let message = error_message(
+        app.confirm(&token, &grant.photo_key).await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
     assert!(message.contains("not found"), "{message}");
     assert!(app.profile(&token).await["pictureUrl"].is_null());
 }
@@ -183,19 +231,32 @@ async fn content_that_is_not_the_announced_image_is_refused_and_deleted() {
     let html = b"<html><script>alert(document.cookie)</script></html>".to_vec();
     let grant = app.grant(&token, "image/png", html.len()).await;
     assert_eq!(app.put(&grant, html).await.status(), StatusCode::OK);
-    let message = error_message(app.confirm(&token, &grant.photo_key).await, StatusCode::BAD_REQUEST).await;
+    let message = error_message(
+        app.confirm(&token, &grant.photo_key).await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
     assert!(message.contains("not a PNG"), "{message}");
-    assert!(!app.stored(&grant.photo_key).await, "refused content must be deleted");
+    assert!(
+        !app.stored(&grant.photo_key).await,
+        "refused content must be deleted"
+    );
 
     // The picture the user had is untouched.
     assert!(app.stored(&kept).await);
-    assert!(app.profile(&token).await["pictureUrl"].as_str().unwrap().contains(&kept));
+    assert!(app.profile(&token).await["pictureUrl"]
+        .as_str()
+        .unwrap()
+        .contains(&kept));
 
     // A real PNG of the announced type goes through.
     let picture = png(10, 10);
     let grant = app.grant(&token, "image/png", picture.len()).await;
     app.put(&grant, picture).await;
-    assert_eq!(app.confirm(&token, &grant.photo_key).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.confirm(&token, &grant.photo_key).await.status(),
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -205,12 +266,20 @@ async fn keys_that_were_not_issued_to_this_user_are_refused() {
     let grace = app.token(GRACE).await;
     let grant = app.grant(&ada, "image/jpeg", 100).await;
 
-    let message = error_message(app.confirm(&grace, &grant.photo_key).await, StatusCode::FORBIDDEN).await;
+    let message = error_message(
+        app.confirm(&grace, &grant.photo_key).await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
     assert!(message.contains("another user"), "{message}");
 
     let grace_id = app.profile(&grace).await["id"].as_str().unwrap().to_owned();
     let unissued = format!("users/{grace_id}/profile_1700000000000_0123456789abcdef.jpg");
-    let message = error_message(app.confirm(&grace, &unissued).await, StatusCode::BAD_REQUEST).await;
+    let message = error_message(
+        app.confirm(&grace, &unissued).await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
     assert!(message.contains("Unknown photoKey"), "{message}");
 
     for hostile in [
@@ -220,7 +289,8 @@ async fn keys_that_were_not_issued_to_this_user_are_refused() {
         format!("/users/{grace_id}/profile_1_0123456789abcdef.jpg"),
         "x".repeat(10_000),
     ] {
-        let message = error_message(app.confirm(&grace, &hostile).await, StatusCode::BAD_REQUEST).await;
+        let message =
+            error_message(app.confirm(&grace, &hostile).await, StatusCode::BAD_REQUEST).await;
         assert_eq!(message, "Invalid photoKey.");
     }
 }
@@ -230,15 +300,35 @@ async fn bad_upload_requests_are_400_with_a_clear_message() {
     let app = TestApp::spawn().await;
     let token = app.token(ADA).await;
     let cases = [
-        (json!({ "fileName": "a.svg", "contentType": "image/svg+xml", "contentLength": 10 }), "Unsupported content type"),
-        (json!({ "fileName": "a.jpg", "contentType": "image/jpeg", "contentLength": 0 }), "empty"),
-        (json!({ "fileName": "a.jpg", "contentType": "image/jpeg", "contentLength": 6_000_000 }), "too large"),
-        (json!({ "fileName": "a".repeat(300), "contentType": "image/jpeg", "contentLength": 10 }), "too long"),
-        (json!({ "fileName": "a.jpg", "contentType": "image/jpeg" }), "Invalid request body"),
-        (json!({ "fileName": "a.jpg", "contentType": "image/jpeg", "contentLength": "ten" }), "Invalid request body"),
+        (
+            json!({ "fileName": "a.svg", "contentType": "image/svg+xml", "contentLength": 10 }),
+            "Unsupported content type",
+        ),
+        (
+            json!({ "fileName": "a.jpg", "contentType": "image/jpeg", "contentLength": 0 }),
+            "empty",
+        ),
+        (
+            json!({ "fileName": "a.jpg", "contentType": "image/jpeg", "contentLength": 6_000_000 }),
+            "too large",
+        ),
+        (
+            json!({ "fileName": "a".repeat(300), "contentType": "image/jpeg", "contentLength": 10 }),
+            "too long",
+        ),
+        (
+            json!({ "fileName": "a.jpg", "contentType": "image/jpeg" }),
+            "Invalid request body",
+        ),
+        (
+            json!({ "fileName": "a.jpg", "contentType": "image/jpeg", "contentLength": "ten" }),
+            "Invalid request body",
+        ),
     ];
     for (body, expected) in cases {
-        let response = app.post("/api/auth/user/picture/upload-url", Some(&token), &body).await;
+        let response = app
+            .post("/api/auth/user/picture/upload-url", Some(&token), &body)
+            .await;
         let message = error_message(response, StatusCode::BAD_REQUEST).await;
         assert!(message.contains(expected), "{body}: {message}");
     }
@@ -271,7 +361,12 @@ async fn removing_the_picture_clears_object_attribute_and_profile() {
     assert!(app.profile(&token).await["pictureUrl"].is_null());
 
     // Removing again is fine and says so.
-    let again: Value = app.delete("/api/auth/user/picture", Some(&token)).await.json().await.unwrap();
+    let again: Value = app
+        .delete("/api/auth/user/picture", Some(&token))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(again["message"], "There was no profile picture to remove.");
 }
 
@@ -290,7 +385,13 @@ async fn the_storage_answers_the_browsers_cors_preflight_for_the_app_only() {
     };
     let allowed = preflight(app.address.clone()).await.unwrap();
     assert!(allowed.status().is_success());
-    assert_eq!(allowed.headers()["access-control-allow-origin"], app.address.as_str());
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        app.address.as_str()
+    );
     let foreign = preflight("https://evil.example".into()).await.unwrap();
-    assert!(foreign.headers().get("access-control-allow-origin").is_none());
+    assert!(foreign
+        .headers()
+        .get("access-control-allow-origin")
+        .is_none());
 }

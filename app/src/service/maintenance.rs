@@ -1,0 +1,128 @@
+//! The work that follows picture changes, and the sweeper. Runs right after each change and in
+//! a periodic background pass; every task is idempotent, so two servers running the same task
+//! (or a retry of one that half-succeeded) do no harm.
+
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use super::ports::{PortResult, QueuedTask, Task};
+use super::AppState;
+
+/// How many tasks and abandoned uploads one pass handles at most, so a long outage's backlog
+/// drains over a few passes instead of in one burst.
+const PASS_LIMIT: u32 = 100;
+/// Abandoned uploads are swept this long after their URL expired: well past the grace a late
+/// confirm gets, so the sweeper never races a confirm that could still succeed.
+const SWEEP_AFTER: Duration = Duration::from_secs(10 * 60);
+
+/// What one maintenance pass did (also logged).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct MaintenanceReport {
+    pub tasks_done: u32,
+    pub tasks_failed: u32,
+    pub uploads_swept: u32,
+}
+
+/// Retry delay after `attempts` failures: 5 s doubling to at most an hour.
+fn backoff(attempts: u32) -> Duration {
+    Duration::from_secs(5u64.saturating_mul(1 << attempts.min(10)).min(3600))
+}
+
+impl AppState {
+    /// Runs freshly queued tasks in order. A failed attribute sync leaves the user's deletions
+    /// queued behind it; everything failed is retried later.
+    pub(super) async fn run_tasks(&self, tasks: &[QueuedTask]) -> (u32, u32) {
+        let (mut done, mut failed) = (0, 0);
+        let mut sync_failed = false;
+        for task in tasks {
+            if sync_failed && matches!(task.task, Task::DeleteObject { .. }) {
+                continue;
+            }
+            if self.run_task(task).await {
+                done += 1;
+            } else {
+                failed += 1;
+                sync_failed |= matches!(task.task, Task::SyncPicture { .. });
+            }
+        }
+        (done, failed)
+    }
+
+    async fn run_task(&self, queued: &QueuedTask) -> bool {
+        let outcome = match &queued.task {
+            Task::SyncPicture { user_id } => self.sync_picture(user_id).await,
+            Task::DeleteObject { key, .. } => self.storage.delete(key).await,
+        };
+        let recorded = match &outcome {
+            Ok(()) => self.users.finish_task(&queued.id).await,
+            Err(e) => {
+                tracing::warn!(task = ?queued.task, attempts = queued.attempts + 1, error = %e,
+                    "queued task failed; will retry");
+                let retry_at = OffsetDateTime::now_utc() + backoff(queued.attempts);
+                self.users
+                    .postpone_task(&queued.id, retry_at, &e.to_string())
+                    .await
+            }
+        };
+        if let Err(e) = recorded {
+            // The task stays queued as it was and simply runs again.
+            tracing::warn!(error = %e, "could not record a task's outcome");
+        }
+        outcome.is_ok()
+    }
+
+    /// Makes the directory attribute match what the database holds now, whatever happened in
+    /// between: syncs can run late, twice or out of order and still converge.
+    async fn sync_picture(&self, user_id: &crate::domain::UserId) -> PortResult<()> {
+        let current = self.users.get(user_id).await?.and_then(|u| u.photo_key);
+        match current {
+            Some(key) => self.directory.set_picture(user_id, &key).await,
+            None => self.directory.remove_picture(user_id).await,
+        }
+    }
+
+    /// One bounded pass: retries due tasks, then deletes the objects of uploads that were never
+    /// confirmed. `now` is a parameter so that tests can run a pass "later" without waiting.
+    pub async fn maintenance_pass(&self, now: OffsetDateTime) -> PortResult<MaintenanceReport> {
+        let mut report = MaintenanceReport::default();
+        let due = self.users.due_tasks(now, PASS_LIMIT).await?;
+        let (done, failed) = self.run_tasks(&due).await;
+        report.tasks_done = done;
+        report.tasks_failed = failed;
+
+        for key in self
+            .users
+            .abandoned_uploads(now - SWEEP_AFTER, PASS_LIMIT)
+            .await?
+        {
+            // Mark first: if a confirm claimed the upload meanwhile, its object must stay.
+            if !self.users.mark_swept(&key).await? {
+                continue;
+            }
+            if let Err(e) = self.storage.delete(&key).await {
+                // Swept in the ledger but still stored: queue it like any other deletion.
+                tracing::warn!(key = %key, error = %e, "could not delete an abandoned upload");
+                self.users.queue_delete(&key).await?;
+            }
+            report.uploads_swept += 1;
+        }
+        if report != MaintenanceReport::default() {
+            tracing::info!(?report, "maintenance pass");
+        }
+        Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        assert_eq!(backoff(0), Duration::from_secs(5));
+        assert_eq!(backoff(1), Duration::from_secs(10));
+        assert_eq!(backoff(5), Duration::from_secs(160));
+        assert_eq!(backoff(50), Duration::from_secs(3600));
+    }
+}

@@ -1,0 +1,199 @@
+//! Nothing lost, nothing left behind: real outages of the storage, races, abandoned uploads.
+
+use std::time::Duration;
+
+use futures::future::join_all;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::{error_message, jpeg, TestApp, ADA};
+
+const LATER: Duration = Duration::from_secs(2 * 3600);
+
+#[tokio::test]
+async fn storage_down_at_confirm_is_a_503_and_the_old_picture_stays() {
+    let app = TestApp::spawn().await;
+    let token = app.token(ADA).await;
+    let (kept, _) = app.upload_jpeg(&token, jpeg(16, 16)).await;
+
+    let picture = jpeg(24, 24);
+    let grant = app.grant(&token, "image/jpeg", picture.len()).await;
+    app.put(&grant, picture).await;
+    app.s3().stop().await;
+    let message = error_message(
+        app.confirm(&token, &grant.photo_key).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+    )
+    .await;
+    assert_eq!(
+        message,
+        "The storage is unavailable right now; nothing was changed. Please try again."
+    );
+    // Presigning needs no round trip, so the profile still shows the picture the user had.
+    assert!(app.profile(&token).await["pictureUrl"]
+        .as_str()
+        .unwrap()
+        .contains(&kept));
+
+    // Once the storage is back, the same confirm goes through and the old object goes away.
+    app.s3().restart().await.unwrap();
+    assert_eq!(
+        app.confirm(&token, &grant.photo_key).await.status(),
+        StatusCode::OK
+    );
+    let user_id = app.profile(&token).await["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        app.objects_of(&user_id).await,
+        vec![grant.photo_key.clone()]
+    );
+}
+
+#[tokio::test]
+async fn storage_down_at_removal_queues_the_deletion_until_it_is_back() {
+    let app = TestApp::spawn().await;
+    let token = app.token(ADA).await;
+    let (key, body) = app.upload_jpeg(&token, jpeg(16, 16)).await;
+    let user_id = body["profile"]["id"].as_str().unwrap().to_owned();
+
+    app.s3().stop().await;
+    let removed = app.delete("/api/auth/user/picture", Some(&token)).await;
+    assert_eq!(removed.status(), StatusCode::OK);
+    assert!(app.profile(&token).await["pictureUrl"].is_null());
+    assert_eq!(
+        app.state.users.queue_depth().await.unwrap(),
+        1,
+        "the deletion is queued"
+    );
+
+    // A pass while the storage is still down fails and keeps the task.
+    let report = app.maintenance_after(LATER).await;
+    assert_eq!((report.tasks_done, report.tasks_failed), (0, 1));
+
+    app.s3().restart().await.unwrap();
+    assert!(app.stored(&key).await, "still there until the queue drains");
+    let report = app.maintenance_after(LATER).await;
+    assert_eq!(report.tasks_done, 1);
+    assert_eq!(app.state.users.queue_depth().await.unwrap(), 0);
+    assert!(app.objects_of(&user_id).await.is_empty(), "no orphan left");
+}
+
+#[tokio::test]
+async fn abandoned_uploads_are_swept_after_expiry_and_confirmed_ones_never() {
+    let app = TestApp::spawn().await;
+    let token = app.token(ADA).await;
+    let (kept, body) = app.upload_jpeg(&token, jpeg(16, 16)).await;
+    let user_id = body["profile"]["id"].as_str().unwrap().to_owned();
+
+    let picture = jpeg(20, 20);
+    let abandoned = app.grant(&token, "image/jpeg", picture.len()).await;
+    app.put(&abandoned, picture).await;
+
+    // Not before the URL expired (and the grace passed): the user may still confirm.
+    assert_eq!(app.maintenance_after(Duration::ZERO).await.uploads_swept, 0);
+    assert!(app.stored(&abandoned.photo_key).await);
+
+    let report = app.maintenance_after(LATER).await;
+    assert_eq!(report.uploads_swept, 1);
+    assert_eq!(app.objects_of(&user_id).await, vec![kept.clone()]);
+    // A confirm that comes too late finds nothing to confirm.
+    assert_eq!(
+        app.confirm(&token, &abandoned.photo_key).await.status(),
+        StatusCode::BAD_REQUEST
+    );
+    // Sweeping again finds nothing more.
+    assert_eq!(app.maintenance_after(LATER).await.uploads_swept, 0);
+    assert!(app.profile(&token).await["pictureUrl"]
+        .as_str()
+        .unwrap()
+        .contains(&kept));
+}
+
+#[tokio::test]
+async fn fifty_parallel_uploads_end_with_exactly_one_picture_and_one_object() {
+    let app = TestApp::spawn_with(&[
+        ("PORTRAIT_MAX_PENDING_UPLOADS", "100"),
+        ("PORTRAIT_UPLOAD_URLS_PER_MINUTE", "1000"),
+    ])
+    .await;
+    let token = app.token(ADA).await;
+    let uploads = (0..50u32).map(|i| {
+        let (app, token) = (&app, &token);
+        async move {
+            let picture = jpeg(8 + i, 8);
+            let grant = app.grant(token, "image/jpeg", picture.len()).await;
+            assert!(app.put(&grant, picture).await.status().is_success());
+            let confirm = app.confirm(token, &grant.photo_key).await;
+            assert_eq!(confirm.status(), StatusCode::OK);
+            grant.photo_key
+        }
+    });
+    let keys = join_all(uploads).await;
+
+    let profile = app.profile(&token).await;
+    let user_id = profile["id"].as_str().unwrap().to_owned();
+    let url = profile["pictureUrl"].as_str().unwrap();
+    let current: Vec<&String> = keys.iter().filter(|k| url.contains(k.as_str())).collect();
+    assert_eq!(current.len(), 1, "the profile shows one of the uploads");
+    assert_eq!(
+        app.objects_of(&user_id).await,
+        vec![current[0].clone()],
+        "exactly one object"
+    );
+    let id = app::domain::UserId::parse(user_id).unwrap();
+    assert_eq!(
+        app.directory.picture(&id).await.unwrap().as_ref(),
+        Some(current[0])
+    );
+    assert_eq!(app.state.users.queue_depth().await.unwrap(), 0);
+    let _: Value = profile;
+}
+
+#[tokio::test]
+async fn upload_urls_are_rate_limited_per_user_with_retry_after() {
+    let app = TestApp::spawn_with(&[("PORTRAIT_UPLOAD_URLS_PER_MINUTE", "3")]).await;
+    let ada = app.token(ADA).await;
+    for _ in 0..3 {
+        app.grant(&ada, "image/jpeg", 100).await;
+    }
+    let body = serde_json::json!({ "fileName": "a.jpg", "contentType": "image/jpeg", "contentLength": 100 });
+    let refused = app
+        .post("/api/auth/user/picture/upload-url", Some(&ada), &body)
+        .await;
+    let wait: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "Retry-After {wait}");
+    let message = error_message(refused, StatusCode::TOO_MANY_REQUESTS).await;
+    assert!(message.contains("Too many upload requests"), "{message}");
+    // Another user has an allowance of their own.
+    let grace = app.token(crate::helpers::GRACE).await;
+    app.grant(&grace, "image/jpeg", 100).await;
+}
+
+#[tokio::test]
+async fn unconfirmed_uploads_per_user_are_capped() {
+    let app = TestApp::spawn_with(&[("PORTRAIT_MAX_PENDING_UPLOADS", "2")]).await;
+    let token = app.token(ADA).await;
+    let picture = jpeg(16, 16);
+    let first = app.grant(&token, "image/jpeg", picture.len()).await;
+    app.grant(&token, "image/jpeg", 100).await;
+    let body = serde_json::json!({ "fileName": "a.jpg", "contentType": "image/jpeg", "contentLength": 100 });
+    let refused = app
+        .post("/api/auth/user/picture/upload-url", Some(&token), &body)
+        .await;
+    assert!(refused.headers().contains_key("retry-after"));
+    let message = error_message(refused, StatusCode::TOO_MANY_REQUESTS).await;
+    assert!(
+        message.contains("Too many uploads in progress"),
+        "{message}"
+    );
+    // Confirming one frees its slot.
+    app.put(&first, picture).await;
+    assert_eq!(
+        app.confirm(&token, &first.photo_key).await.status(),
+        StatusCode::OK
+    );
+    app.grant(&token, "image/jpeg", 100).await;
+}
