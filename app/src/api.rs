@@ -71,6 +71,12 @@ pub struct UploadUrlResponse {
 #[serde(rename_all = "camelCase")]
 pub struct ConfirmUploadRequest {
     pub photo_key: String,
+    /// How long the browser's PUT to storage took, for the metrics (optional).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub put_millis: Option<u64>,
+    /// How many bytes the browser PUT (optional).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub put_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -85,7 +85,13 @@ pub async fn confirm_upload(
 ) -> Result<PictureResponse, ApiError> {
     respond(async move {
         let (state, user) = authenticated().await?;
-        state.confirm_upload(&user, &req.photo_key).await
+        // Client-reported figures only feed histograms; absurd ones are dropped.
+        let put = req
+            .put_millis
+            .zip(req.put_bytes)
+            .filter(|&(ms, bytes)| ms <= 600_000 && bytes <= 2 * crate::domain::MAX_PICTURE_BYTES)
+            .map(|(ms, bytes)| (std::time::Duration::from_millis(ms), bytes));
+        state.confirm_upload(&user, &req.photo_key, put).await
     })
     .await
 }

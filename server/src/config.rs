@@ -25,6 +25,9 @@ pub struct Config {
     pub maintenance_interval: Duration,
     pub upload_urls_per_minute: u32,
     pub max_pending_uploads: u64,
+    /// Where `/metrics` is served; unset, metrics are not exposed at all. It is a listener of
+    /// its own so that the public one never serves them.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone)]
@@ -130,6 +133,7 @@ impl Config {
             maintenance_interval: secs("PORTRAIT_MAINTENANCE_INTERVAL_SECS", 30)?,
             upload_urls_per_minute: positive(&get, "PORTRAIT_UPLOAD_URLS_PER_MINUTE", 30)?,
             max_pending_uploads: positive(&get, "PORTRAIT_MAX_PENDING_UPLOADS", 10)?.into(),
+            metrics_addr: parse(get("PORTRAIT_METRICS_ADDR"), "PORTRAIT_METRICS_ADDR")?,
         })
     }
 }

@@ -1,8 +1,12 @@
 //! Cross-cutting HTTP behaviour: what every response carries, and the checks every API request
 //! passes before a handler sees it.
 
+use std::sync::Arc;
+use std::time::Instant;
+
+use app::service::{Metrics, RequestLabels};
 use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -113,4 +117,29 @@ where
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(trace)
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// Records each routed request's latency under its route pattern.
+pub async fn record_latency(
+    State(metrics): State<Arc<Metrics>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let method = request.method().to_string();
+    let endpoint = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "other".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    let labels = RequestLabels {
+        method,
+        endpoint,
+        status: response.status().as_u16(),
+    };
+    metrics
+        .requests
+        .get_or_create(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    response
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use app::domain::{ImageContentType, PhotoKey, UserId};
 
 use app::service::ports::{BoxError, ObjectStore};
-use app::service::{AppState, Settings, UploadLimits};
+use app::service::{AppState, Metrics, Settings, UploadLimits};
 use app::{shell, App};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -22,7 +22,7 @@ use crate::config::{Config, StorageConfig};
 use crate::db::{self, SqlUserStore};
 use crate::embedded::issuer::{seed_demo_users, EmbeddedDirectory, LocalIssuer, LOCAL_CLIENT_ID};
 use crate::embedded::s3::EmbeddedS3;
-use crate::http::{api_guard, request_tracing, security_headers, BODY_LIMIT_BYTES};
+use crate::http::{api_guard, record_latency, request_tracing, security_headers, BODY_LIMIT_BYTES};
 use crate::identity::JwksVerifier;
 use crate::storage::S3Storage;
 
@@ -39,6 +39,9 @@ pub struct Application {
     pub storage: Arc<dyn ObjectStore>,
     /// The state the requests use (tests run maintenance passes through it).
     pub state: AppState,
+    /// Where `/metrics` is served, when configured.
+    pub metrics_addr: Option<SocketAddr>,
+    metrics_listener: Option<TcpListener>,
     maintenance_interval: Duration,
 }
 
@@ -104,6 +107,7 @@ impl Application {
             storage: storage.clone(),
             directory: directory.clone(),
             tokens,
+            metrics: Arc::new(Metrics::default()),
             limits: Arc::new(UploadLimits::new(
                 config.upload_urls_per_minute,
                 config.max_pending_uploads,
@@ -122,7 +126,16 @@ impl Application {
         );
         let router = router(config.leptos, state.clone(), issuer_routes);
 
+        let metrics_listener = match config.metrics_addr {
+            Some(addr) => Some(TcpListener::bind(addr).await?),
+            None => None,
+        };
         Ok(Self {
+            metrics_addr: metrics_listener
+                .as_ref()
+                .map(TcpListener::local_addr)
+                .transpose()?,
+            metrics_listener,
             listener,
             router,
             addr,
@@ -139,6 +152,9 @@ impl Application {
     /// idempotent.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         tracing::info!(addr = %self.addr, "Portrait listening");
+        if let Some(listener) = self.metrics_listener {
+            tokio::spawn(serve_metrics(listener, self.state.clone()));
+        }
         let maintenance = tokio::spawn(maintain(self.state, self.maintenance_interval));
         let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown_signal())
@@ -171,6 +187,7 @@ async fn storage_origin(storage: &dyn ObjectStore) -> Result<String, BoxError> {
 fn router(leptos_options: LeptosOptions, state: AppState, extra: Router) -> Router {
     let routes = generate_route_list(App);
     let health = crate::health::routes(state.clone());
+    let metrics = state.metrics.clone();
     let router = Router::new()
         .leptos_routes_with_context(
             &leptos_options,
@@ -185,9 +202,38 @@ fn router(leptos_options: LeptosOptions, state: AppState, extra: Router) -> Rout
         .with_state(leptos_options)
         .merge(health)
         .merge(extra)
+        .route_layer(axum::middleware::from_fn_with_state(
+            metrics,
+            record_latency,
+        ))
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES as usize))
         .layer(axum::middleware::from_fn(api_guard));
     request_tracing(security_headers(router))
+}
+
+async fn serve_metrics(listener: TcpListener, state: AppState) {
+    let metrics = Router::new().route(
+        "/metrics",
+        get(move || {
+            let state = state.clone();
+            async move {
+                // The queue depth is read at scrape time, so it is never stale.
+                if let Ok(depth) = state.users.queue_depth().await {
+                    state
+                        .metrics
+                        .queue_depth
+                        .set(depth.try_into().unwrap_or(i64::MAX));
+                }
+                (
+                    [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    state.metrics.encode(),
+                )
+            }
+        }),
+    );
+    if let Err(e) = axum::serve(listener, metrics).await {
+        tracing::error!(error = %e, "metrics listener stopped");
+    }
 }
 
 async fn maintain(state: AppState, every: Duration) {

@@ -54,6 +54,7 @@ impl AppState {
             Task::SyncPicture { user_id } => self.sync_picture(user_id).await,
             Task::DeleteObject { key, .. } => self.storage.delete(key).await,
         };
+        self.metrics.task(outcome.is_ok());
         let recorded = match &outcome {
             Ok(()) => self.users.finish_task(&queued.id).await,
             Err(e) => {
@@ -106,7 +107,15 @@ impl AppState {
                 self.users.queue_delete(&key).await?;
             }
             report.uploads_swept += 1;
+            self.metrics.swept.inc();
         }
+        self.metrics.queue_depth.set(
+            self.users
+                .queue_depth()
+                .await?
+                .try_into()
+                .unwrap_or(i64::MAX),
+        );
         if report != MaintenanceReport::default() {
             tracing::info!(?report, "maintenance pass");
         }

@@ -4,6 +4,7 @@
 mod auth;
 mod limits;
 mod maintenance;
+mod metrics;
 mod pictures;
 pub mod ports;
 mod security;
@@ -17,6 +18,7 @@ use leptos::prelude::use_context;
 pub use auth::{AuthUser, SESSION_COOKIE};
 pub use limits::UploadLimits;
 pub use maintenance::MaintenanceReport;
+pub use metrics::{Metrics, RequestLabels};
 pub use pictures::CONTENT_SNIFF_BYTES;
 pub use security::apply_page_policy;
 
@@ -53,6 +55,7 @@ pub struct AppState {
     pub directory: Arc<dyn Directory>,
     pub tokens: Arc<dyn TokenVerifier>,
     pub limits: Arc<UploadLimits>,
+    pub metrics: Arc<Metrics>,
     pub settings: Settings,
 }
 

@@ -28,6 +28,29 @@ const MAX_PICTURE_SIDE: u32 = 4096;
 /// network): accept confirms for a short while after expiry.
 const CONFIRM_GRACE: Duration = Duration::from_secs(60);
 
+/// A refused confirm: the metrics label of the outcome, and the error for the client.
+struct Refused(&'static str, ApiError);
+
+trait Tag<T> {
+    /// Labels an error with the confirm outcome it stands for.
+    fn tag(self, outcome: &'static str) -> Result<T, Refused>;
+}
+
+impl<T, E: Into<ApiError>> Tag<T> for Result<T, E> {
+    fn tag(self, outcome: &'static str) -> Result<T, Refused> {
+        self.map_err(|e| {
+            let error: ApiError = e.into();
+            // A part that is down is "unavailable" whatever step it failed at.
+            let outcome = if error.status == 503 {
+                "unavailable"
+            } else {
+                outcome
+            };
+            Refused(outcome, error)
+        })
+    }
+}
+
 fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
 }
@@ -130,6 +153,7 @@ impl AppState {
                 confirmed: false,
             })
             .await?;
+        self.metrics.upload_urls.inc();
         tracing::info!(user = %user.id, key = %key, "upload URL issued");
         Ok(UploadUrlResponse {
             photo_key: key.to_string(),
@@ -140,67 +164,111 @@ impl AppState {
     }
 
     /// Step 3: check what was really stored, record it, then let go of the previous picture.
-    ///
-    /// The order matters: the new key is committed before anything old is removed, so a failure
-    /// at any point leaves the user with a working picture.
+    /// `put` is what the browser measured of its PUT, for the metrics.
     pub async fn confirm_upload(
         &self,
         user: &AuthUser,
         raw_key: &str,
+        put: Option<(Duration, u64)>,
     ) -> Result<PictureResponse, ApiError> {
-        let key = PhotoKey::parse(raw_key)?;
-        if key.owner() != &user.id {
-            return Err(ApiError::forbidden(
-                "This photo key belongs to another user.",
-            ));
+        let result = self.confirm(user, raw_key).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(Refused(outcome, _)) => outcome,
+        };
+        self.metrics.confirm(outcome);
+        if let (Ok(_), Some((took, bytes))) = (&result, put) {
+            self.metrics.put_seconds.observe(took.as_secs_f64());
+            self.metrics.put_bytes.observe(bytes as f64);
         }
-        let upload = self.users.find_upload(&key).await?.ok_or_else(|| {
-            ApiError::bad_request("Unknown photoKey: request an upload URL first.")
-        })?;
-        let record = self.user_record(&user.id).await?;
+        result.map_err(|Refused(_, error)| error)
+    }
+
+    /// The order matters: the new key is committed before anything old is removed, so a failure
+    /// at any point leaves the user with a working picture.
+    async fn confirm(&self, user: &AuthUser, raw_key: &str) -> Result<PictureResponse, Refused> {
+        let key = PhotoKey::parse(raw_key).tag("invalid_key")?;
+        if key.owner() != &user.id {
+            let error = ApiError::forbidden("This photo key belongs to another user.");
+            return Err(Refused("foreign_key", error));
+        }
+        let upload = self
+            .users
+            .find_upload(&key)
+            .await
+            .tag("unavailable")?
+            .ok_or_else(|| ApiError::bad_request("Unknown photoKey: request an upload URL first."))
+            .tag("unknown_key")?;
         if upload.confirmed {
             // Confirming twice is harmless while the key is still the current picture.
-            return if record.photo_key.as_ref() == Some(&key) {
-                self.picture_response("Profile picture updated successfully.", record)
-                    .await
-            } else {
-                Err(ApiError::bad_request("This upload was already used."))
-            };
+            return self
+                .already_confirmed(user, &key, "This upload was already used.")
+                .await;
         }
         if OffsetDateTime::now_utc() > upload.expires_at + CONFIRM_GRACE {
-            return Err(ApiError::bad_request(
+            let error = ApiError::bad_request(
                 "The upload URL has expired. Please upload the picture again.",
-            ));
+            );
+            return Err(Refused("expired", error));
         }
-        let object = self.storage.head(&key).await?.ok_or_else(|| {
-            ApiError::bad_request("The image was not found in storage. Upload it first.")
-        })?;
-        if let Err(reason) = self.verify_content(&upload, &object).await? {
+        let object = self
+            .storage
+            .head(&key)
+            .await
+            .tag("unavailable")?
+            .ok_or_else(|| {
+                ApiError::bad_request("The image was not found in storage. Upload it first.")
+            })
+            .tag("missing_object")?;
+        if let Err(reason) = self
+            .verify_content(&upload, &object)
+            .await
+            .tag("unavailable")?
+        {
             // Whatever is there is not what we signed for: do not keep it around.
             if let Err(e) = self.storage.delete(&key).await {
                 tracing::warn!(key = %key, error = %e, "could not delete refused object");
             }
             tracing::info!(user = %user.id, key = %key, %reason, "upload refused");
-            return Err(ApiError::bad_request(reason));
+            return Err(Refused("bad_content", ApiError::bad_request(reason)));
         }
 
-        let Some(change) = self.users.replace_picture(&user.id, Some(&key)).await? else {
+        let change = self
+            .users
+            .replace_picture(&user.id, Some(&key))
+            .await
+            .tag("unavailable")?;
+        let Some(change) = change else {
             // Another confirm of the same key won the race (fine), or the upload was swept.
-            let record = self.user_record(&user.id).await?;
-            return if record.photo_key.as_ref() == Some(&key) {
-                self.picture_response("Profile picture updated successfully.", record)
-                    .await
-            } else {
-                Err(ApiError::bad_request(
-                    "This upload is no longer available. Please upload the picture again.",
-                ))
-            };
+            let gone = "This upload is no longer available. Please upload the picture again.";
+            return self.already_confirmed(user, &key, gone).await;
         };
         // Committed: the new picture is served from now on. The attribute update and the
         // deletion of the replaced object follow, and are retried later if a part is down.
         self.run_tasks(&change.tasks).await;
-        tracing::info!(user = %user.id, key = %key, replaced = ?change.replaced.as_ref().map(PhotoKey::as_str),
-            "picture confirmed");
+        tracing::info!(user = %user.id, key = %key,
+            replaced = ?change.replaced.as_ref().map(PhotoKey::as_str), "picture confirmed");
+        self.current_picture(user).await.tag("unavailable")
+    }
+
+    /// The answer for a key that was confirmed before: success while it is still the user's
+    /// picture, else `refusal`.
+    async fn already_confirmed(
+        &self,
+        user: &AuthUser,
+        key: &PhotoKey,
+        refusal: &str,
+    ) -> Result<PictureResponse, Refused> {
+        let record = self.user_record(&user.id).await.tag("unavailable")?;
+        if record.photo_key.as_ref() != Some(key) {
+            return Err(Refused("already_used", ApiError::bad_request(refusal)));
+        }
+        self.picture_response("Profile picture updated successfully.", record)
+            .await
+            .tag("unavailable")
+    }
+
+    async fn current_picture(&self, user: &AuthUser) -> Result<PictureResponse, ApiError> {
         let record = self.user_record(&user.id).await?;
         self.picture_response("Profile picture updated successfully.", record)
             .await
@@ -213,6 +281,9 @@ impl AppState {
             .await?
             .ok_or_else(ApiError::internal)?;
         self.run_tasks(&change.tasks).await;
+        if change.replaced.is_some() {
+            self.metrics.deletes.inc();
+        }
         let record = self.user_record(&user.id).await?;
         let message = if change.replaced.is_some() {
             "Profile picture removed."

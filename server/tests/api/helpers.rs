@@ -24,6 +24,7 @@ pub struct TestApp {
     pub directory: Arc<EmbeddedDirectory>,
     pub embedded_s3: Option<Arc<EmbeddedS3>>,
     pub state: AppState,
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// What an upload URL response carries, typed for the tests.
@@ -63,6 +64,7 @@ impl TestApp {
         let directory = app.directory.clone();
         let embedded_s3 = app.embedded_s3.clone();
         let state = app.state.clone();
+        let metrics_addr = app.metrics_addr;
         tokio::spawn(app.run_until_stopped());
         Self {
             address,
@@ -75,6 +77,7 @@ impl TestApp {
             directory,
             embedded_s3,
             state,
+            metrics_addr,
         }
     }
 

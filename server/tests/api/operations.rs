@@ -124,3 +124,79 @@ async fn oversized_bodies_are_a_json_413() {
     let message = error_message(response, StatusCode::PAYLOAD_TOO_LARGE).await;
     assert_eq!(message, "The request body is too large.");
 }
+
+/// The value of one sample line of a Prometheus text exposition (0 when absent).
+fn sample(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn metrics_follow_the_flow_on_their_own_listener_only() {
+    let app = TestApp::spawn_with(&[("PORTRAIT_METRICS_ADDR", "127.0.0.1:0")]).await;
+    let scrape = || async {
+        let url = format!("http://{}/metrics", app.metrics_addr.unwrap());
+        app.http
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let token = app.token(ADA).await;
+
+    // The whole flow, with the browser's PUT figures.
+    let picture = crate::helpers::jpeg(32, 32);
+    let grant = app.grant(&token, "image/jpeg", picture.len()).await;
+    app.put(&grant, picture.clone()).await;
+    let body = json!({ "photoKey": grant.photo_key, "putMillis": 120, "putBytes": picture.len() });
+    assert_eq!(
+        app.post("/api/auth/user/picture/uploaded", Some(&token), &body)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    // And a refused confirm.
+    let unknown = format!("{}x", &grant.photo_key[..grant.photo_key.len() - 4]);
+    app.confirm(&token, &format!("{unknown}.jpg")).await;
+    app.delete("/api/auth/user/picture", Some(&token)).await;
+
+    let metrics = scrape().await;
+    assert_eq!(
+        sample(&metrics, "portrait_upload_urls_issued_total"),
+        1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "portrait_upload_confirms_total{outcome=\"ok\"}"),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "portrait_upload_confirms_total{outcome=\"invalid_key\"}"
+        ),
+        1.0
+    );
+    assert_eq!(sample(&metrics, "portrait_picture_deletes_total"), 1.0);
+    assert_eq!(sample(&metrics, "portrait_upload_put_seconds_count"), 1.0);
+    assert_eq!(sample(&metrics, "portrait_upload_put_seconds_sum"), 0.12);
+    assert_eq!(
+        sample(&metrics, "portrait_upload_put_bytes_sum"),
+        picture.len() as f64
+    );
+    assert_eq!(sample(&metrics, "portrait_queue_depth"), 0.0);
+    let upload_url_requests = "portrait_http_request_duration_seconds_count{method=\"POST\",\
+        endpoint=\"/api/auth/user/picture/upload-url\",status=\"200\"}";
+    assert_eq!(sample(&metrics, upload_url_requests), 1.0, "{metrics}");
+
+    // The public listener does not serve them.
+    assert_eq!(
+        app.get("/metrics", None).await.status(),
+        StatusCode::NOT_FOUND
+    );
+}
