@@ -15,7 +15,7 @@ use http::{HeaderName, HeaderValue, Method, StatusCode};
 use serde_json::json;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tower_http::trace::{DefaultOnRequest, DefaultOnResponse, TraceLayer};
 
 /// API bodies are a few hundred bytes of JSON; the pictures never pass through this server.
 pub const BODY_LIMIT_BYTES: u64 = 16 * 1024;
@@ -111,7 +111,8 @@ where
                 request_id = %id,
             )
         })
-        .on_request(())
+        // The start of a request only at debug level: at info, one line per request.
+        .on_request(DefaultOnRequest::new().level(tracing::Level::DEBUG))
         .on_response(DefaultOnResponse::new().level(tracing::Level::INFO));
     router
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
