@@ -395,3 +395,36 @@ async fn the_storage_answers_the_browsers_cors_preflight_for_the_app_only() {
         .get("access-control-allow-origin")
         .is_none());
 }
+
+/// A real 1×1 PNG whose header claims 30000×30000: tiny on disk, 3.6 GB once decoded.
+fn png_bomb() -> Vec<u8> {
+    let mut bomb = png(1, 1);
+    bomb[16..20].copy_from_slice(&30000u32.to_be_bytes());
+    bomb[20..24].copy_from_slice(&30000u32.to_be_bytes());
+    let crc = crc32fast::hash(&bomb[12..29]);
+    bomb[29..33].copy_from_slice(&crc.to_be_bytes());
+    bomb
+}
+
+#[tokio::test]
+async fn hostile_content_is_refused_deleted_and_changes_nothing() {
+    let app = TestApp::spawn().await;
+    let token = app.token(GRACE).await;
+    let mut truncated = jpeg(64, 64);
+    truncated.truncate(120);
+    let svg = br#"<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"/>"#.to_vec();
+    let cases = [
+        ("image/png", png_bomb(), "30000×30000"),
+        ("image/jpeg", truncated, "damaged or truncated"),
+        ("image/png", svg.clone(), "not a PNG"),
+        ("image/webp", svg, "not a WEBP"),
+    ];
+    for (content_type, bytes, expected) in cases {
+        let grant = app.grant(&token, content_type, bytes.len()).await;
+        assert_eq!(app.put(&grant, bytes).await.status(), StatusCode::OK);
+        let message = error_message(app.confirm(&token, &grant.photo_key).await, StatusCode::BAD_REQUEST).await;
+        assert!(message.contains(expected), "{content_type}: {message}");
+        assert!(!app.stored(&grant.photo_key).await, "refused content must not stay stored");
+    }
+    assert!(app.profile(&token).await["pictureUrl"].is_null());
+}
