@@ -178,3 +178,42 @@ test("Remove picture asks first, then goes back to initials", async ({ page, req
   await expect(avatar).toHaveText(ADA.initials);
   await expect(page.getByRole("button", { name: "Remove picture" })).toBeHidden();
 });
+
+test("an expired upload URL is replaced once without asking; a wrong clock is named", async ({ page, request }) => {
+  await removePicture(request, ADA.email);
+  await signIn(page, ADA.email);
+  const s3Error = (code: string, message: string) =>
+    `<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>${message}</Message></Error>`;
+  // The first PUT meets an expired URL, as if the user had waited too long; the next one passes.
+  let puts = 0;
+  await page.route(
+    (url) => url.searchParams.has("X-Amz-Signature"),
+    (route) => {
+      if (route.request().method() !== "PUT") return route.continue();
+      puts += 1;
+      return puts === 1
+        ? route.fulfill({ status: 403, contentType: "application/xml", body: s3Error("AccessDenied", "Request has expired") })
+        : route.continue();
+    },
+  );
+  let dialog = await choosePhoto(page);
+  await dialog.getByRole("button", { name: "Save" }).click();
+  await expect(dialog).toBeHidden();
+  expect(puts).toBe(2);
+  await expect(page.getByRole("img", { name: `Profile picture of ${ADA.name}` })).toHaveJSProperty("tagName", "IMG");
+
+  // A clock the storage refuses is named as such.
+  await page.unroute((url) => url.searchParams.has("X-Amz-Signature"));
+  await page.route(
+    (url) => url.searchParams.has("X-Amz-Signature"),
+    (route) =>
+      route.request().method() === "PUT"
+        ? route.fulfill({ status: 403, contentType: "application/xml", body: s3Error("RequestTimeTooSkewed", "too far") })
+        : route.continue(),
+  );
+  dialog = await choosePhoto(page);
+  await dialog.getByRole("button", { name: "Save" }).click();
+  await expect(page.getByRole("alert")).toHaveText(
+    "Failed to upload image to storage: your device's clock is wrong. Set it right and try again.",
+  );
+});

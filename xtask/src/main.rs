@@ -10,6 +10,8 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{exit, Command};
 
+mod bench;
+
 const CARGO_LEPTOS_VERSION: &str = "0.3.10";
 
 fn main() {
@@ -20,8 +22,9 @@ fn main() {
         "run" => run(&root),
         "test" => test(&root),
         "tools" => Tools::ensure(&root, Needs::Everything).map(|_| ()),
+        "bench" => bench::run(&root, env::args().nth(2).as_deref()),
         _ => {
-            eprintln!("usage: cargo xtask <run|test|tools>");
+            eprintln!("usage: cargo xtask <run|test|bench [seconds]|tools>");
             exit(2);
         }
     };
@@ -31,7 +34,7 @@ fn main() {
     }
 }
 
-type Result<T = ()> = std::result::Result<T, String>;
+pub(crate) type Result<T = ()> = std::result::Result<T, String>;
 
 /// Builds the site and serves it on http://127.0.0.1:3000 with everything embedded.
 fn run(root: &Path) -> Result {
@@ -267,7 +270,7 @@ fn home() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/root"))
 }
 
-trait StatusOk {
+pub(crate) trait StatusOk {
     fn status_ok(&mut self) -> Result;
 }
 

@@ -1,0 +1,266 @@
+//! `cargo xtask bench [seconds]`: the server's speed and memory on this machine.
+//!
+//! Builds the release binary, starts it on a fresh data directory (embedded default, SQLite),
+//! signs in, and drives `POST /api/auth/user/picture/upload-url` with `wrk` at 32 and 64
+//! connections, sampling the server's RSS through the run. Then it times the confirm step over
+//! real uploads and counts the bytes that pass through the app server per upload. Figures are
+//! printed; the README quotes them. Nothing here asserts a timing.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{Result, StatusOk};
+
+const ADDR: &str = "127.0.0.1:3400";
+
+pub fn run(root: &Path, seconds: Option<&str>) -> Result {
+    let seconds: u64 = seconds.map_or(Ok(30), str::parse).map_err(|e| format!("seconds: {e}"))?;
+    ensure_wrk()?;
+    Command::new("cargo")
+        .args(["build", "--release", "-p", "server", "--bin", "portrait"])
+        .current_dir(root)
+        .status_ok()?;
+
+    let data = root.join("target/bench-data");
+    let _ = std::fs::remove_dir_all(&data);
+    let mut server = Server::start(root, &data)?;
+    let token = server.sign_in()?;
+    println!("machine: {} cores, {}", cores(), cpu_model());
+
+    for connections in [32, 64] {
+        let rss_before = rss_kib(server.child.id());
+        let sampler = RssSampler::start(server.child.id());
+        let report = wrk(root, &token, connections, seconds)?;
+        let rss = sampler.stop();
+        println!(
+            "upload-url, {connections} connections, {seconds} s: {report}\n  RSS KiB: before {rss_before}, \
+             during min {} max {}, after {}",
+            rss.iter().min().unwrap_or(&0),
+            rss.iter().max().unwrap_or(&0),
+            rss_kib(server.child.id())
+        );
+    }
+    confirm_figures(&token)?;
+    server.stop();
+    Ok(())
+}
+
+fn ensure_wrk() -> Result {
+    if Command::new("wrk").arg("--version").output().is_ok() {
+        return Ok(());
+    }
+    Command::new("apt-get").args(["update", "-qq"]).status_ok()?;
+    Command::new("apt-get").args(["install", "-y", "-qq", "wrk"]).status_ok()
+}
+
+struct Server {
+    child: Child,
+}
+
+impl Server {
+    fn start(root: &Path, data: &Path) -> Result<Self> {
+        let child = Command::new(root.join("target/release/portrait"))
+            .env("LEPTOS_SITE_ADDR", ADDR)
+            .env("LEPTOS_SITE_ROOT", root.join("target/site"))
+            .env("PORTRAIT_DATA_DIR", data)
+            // The load is one user asking many times: lift the per-user limits for it.
+            .env("PORTRAIT_UPLOAD_URLS_PER_MINUTE", "100000000")
+            .env("PORTRAIT_MAX_PENDING_UPLOADS", "100000000")
+            .env("PORTRAIT_LOG_FORMAT", "json")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("start server: {e}"))?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while http("GET", "/readyz", None, "").map(|r| r.0) != Ok(200) {
+            if Instant::now() > deadline {
+                return Err("the server did not become ready".into());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(Self { child })
+    }
+
+    fn sign_in(&mut self) -> Result<String> {
+        let body = r#"{"email":"ada@example.com","password":"portrait-demo"}"#;
+        let (status, response) = http("POST", "/api/auth/login", None, body)?;
+        if status != 200 {
+            return Err(format!("sign-in failed: {status} {response}"));
+        }
+        json_field(&response, "accessToken").ok_or_else(|| "no accessToken".into())
+    }
+
+    fn stop(mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal HTTP/1.1 request over a fresh connection: returns status and body. (xtask has no
+/// dependencies, and these few calls do not need more.)
+fn http(method: &str, path: &str, token: Option<&str>, body: &str) -> Result<(u16, String)> {
+    let mut stream = TcpStream::connect(ADDR).map_err(|e| e.to_string())?;
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {ADDR}\r\nConnection: close\r\n{auth}\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .map_err(|e| e.to_string())?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).map_err(|e| e.to_string())?;
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or("no status line")?;
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    Ok((status, body))
+}
+
+fn json_field(json: &str, field: &str) -> Option<String> {
+    let start = json.find(&format!("\"{field}\":\""))? + field.len() + 4;
+    let end = json[start..].find('"')? + start;
+    Some(json[start..end].to_owned())
+}
+
+fn wrk(root: &Path, token: &str, connections: u32, seconds: u64) -> Result<String> {
+    let script = root.join("target/bench-upload-url.lua");
+    std::fs::write(
+        &script,
+        format!(
+            r#"wrk.method = "POST"
+wrk.body = '{{"fileName":"me.jpg","contentType":"image/jpeg","contentLength":48213}}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer {token}"
+done = function(summary, latency, requests)
+  local errors = summary.errors.connect + summary.errors.read + summary.errors.write
+    + summary.errors.status + summary.errors.timeout
+  io.write(string.format("RESULT %.0f req/s, p50 %.2f ms, p99 %.2f ms, %d requests, %d errors\n",
+    summary.requests / (summary.duration / 1e6), latency:percentile(50) / 1000,
+    latency:percentile(99) / 1000, summary.requests, errors))
+end
+"#
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let output = Command::new("wrk")
+        .args(["-t2", &format!("-c{connections}"), &format!("-d{seconds}s"), "--latency", "-s"])
+        .arg(&script)
+        .arg(format!("http://{ADDR}/api/auth/user/picture/upload-url"))
+        .output()
+        .map_err(|e| format!("wrk: {e}"))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .map(str::to_owned)
+        .ok_or_else(|| format!("wrk printed no result:\n{text}"))
+}
+
+/// Samples the process's resident memory twice a second until stopped.
+struct RssSampler {
+    stop: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<Vec<u64>>,
+}
+
+impl RssSampler {
+    fn start(pid: u32) -> Self {
+        let (stop, stopped) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let mut samples = Vec::new();
+            while stopped.recv_timeout(Duration::from_millis(500)).is_err() {
+                samples.push(rss_kib(pid));
+            }
+            samples
+        });
+        Self { stop, thread }
+    }
+
+    fn stop(self) -> Vec<u64> {
+        let _ = self.stop.send(());
+        self.thread.join().unwrap_or_default()
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Times the confirm step over real uploads (grant and PUT are not timed), and counts the
+/// bytes of JSON that cross the app server for one whole upload.
+fn confirm_figures(token: &str) -> Result {
+    let jpeg = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("bench-picture.jpg"))
+        .map_err(|e| format!("bench picture: {e}"))?;
+    let mut times = Vec::new();
+    let mut bytes_through_app = 0;
+    for _ in 0..200 {
+        let grant_body = format!(
+            r#"{{"fileName":"me.jpg","contentType":"image/jpeg","contentLength":{}}}"#,
+            jpeg.len()
+        );
+        let (status, grant) = http("POST", "/api/auth/user/picture/upload-url", Some(token), &grant_body)?;
+        if status != 200 {
+            return Err(format!("upload-url: {status} {grant}"));
+        }
+        let url = json_field(&grant, "uploadUrl").ok_or("no uploadUrl")?;
+        let key = json_field(&grant, "photoKey").ok_or("no photoKey")?;
+        let put = Command::new("curl")
+            .args(["-sf", "-o", "/dev/null", "-X", "PUT", "-H", "Content-Type: image/jpeg", "--data-binary"])
+            .arg(format!("@{}", Path::new(env!("CARGO_MANIFEST_DIR")).join("bench-picture.jpg").display()))
+            .arg(url.replace("\\u0026", "&"))
+            .status()
+            .map_err(|e| e.to_string())?;
+        if !put.success() {
+            return Err("PUT to storage failed".into());
+        }
+        let confirm_body = format!(r#"{{"photoKey":"{key}"}}"#);
+        let started = Instant::now();
+        let (status, confirmed) = http("POST", "/api/auth/user/picture/uploaded", Some(token), &confirm_body)?;
+        times.push(started.elapsed());
+        if status != 200 {
+            return Err(format!("confirm: {status} {confirmed}"));
+        }
+        bytes_through_app = grant_body.len() + grant.len() + confirm_body.len() + confirmed.len();
+    }
+    times.sort();
+    let at = |q: f64| times[((times.len() - 1) as f64 * q) as usize].as_secs_f64() * 1000.0;
+    println!(
+        "uploaded (confirm), {} sequential: p50 {:.2} ms, p99 {:.2} ms",
+        times.len(),
+        at(0.5),
+        at(0.99)
+    );
+    println!(
+        "bytes through the app server per upload (JSON bodies of both calls): {bytes_through_app} \
+         for a {}-byte picture",
+        jpeg.len()
+    );
+    Ok(())
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+fn cpu_model() -> String {
+    std::fs::File::open("/proc/cpuinfo")
+        .ok()
+        .and_then(|f| {
+            BufReader::new(f)
+                .lines()
+                .map_while(std::result::Result::ok)
+                .find_map(|l| l.strip_prefix("model name").map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned()))
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
