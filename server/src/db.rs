@@ -19,40 +19,66 @@ fn db_error(e: impl Into<app::service::ports::BoxError>) -> PortError {
     PortError::new(Part::Database, e)
 }
 
-/// Opens the pool and brings the schema up to date.
-pub async fn connect(url: &str) -> Result<AnyPool, sqlx::Error> {
+/// The connection pools. With SQLite, writes get a pool of one connection: SQLite allows one
+/// writer at a time, and writers waiting in the pool's queue are cheaper and fairer than
+/// SQLite's busy handler, which sleeps and retries. Reads get their own connections, which WAL
+/// lets run beside the writer. With PostgreSQL both are the same pool.
+#[derive(Clone)]
+pub struct Database {
+    pub read: AnyPool,
+    pub write: AnyPool,
+}
+
+/// Opens the pools and brings the schema up to date.
+pub async fn connect(url: &str) -> Result<Database, sqlx::Error> {
     sqlx::any::install_default_drivers();
     let is_sqlite = url.starts_with("sqlite:");
-    let pool = AnyPoolOptions::new()
-        // SQLite has one writer at a time anyway; more connections only add lock contention.
-        .max_connections(if is_sqlite { 4 } else { 16 })
-        .acquire_timeout(Duration::from_secs(5))
-        .after_connect(move |conn, _| {
-            Box::pin(async move {
-                if is_sqlite {
-                    // WAL lets readers run beside the writer; NORMAL sync in WAL mode loses at most
-                    // the last transactions on power loss, never consistency.
-                    conn.execute("PRAGMA journal_mode = WAL").await?;
-                    conn.execute("PRAGMA synchronous = NORMAL").await?;
-                    conn.execute("PRAGMA foreign_keys = ON").await?;
-                    conn.execute("PRAGMA busy_timeout = 5000").await?;
-                }
-                Ok(())
+    let pool = |connections: u32| {
+        AnyPoolOptions::new()
+            .max_connections(connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if is_sqlite {
+                        // WAL lets readers run beside the writer. synchronous = NORMAL in WAL mode
+                        // syncs at checkpoints, not at every commit: a power cut can lose the last
+                        // commits but never corrupts the database. Pictures are re-uploadable, so
+                        // we trade that window for commits that cost no fsync.
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                        conn.execute("PRAGMA busy_timeout = 5000").await?;
+                    }
+                    Ok(())
+                })
             })
-        })
-        .connect(url)
-        .await?;
-    MIGRATOR.run(&pool).await?;
-    Ok(pool)
+            .connect(url)
+    };
+    let database = if is_sqlite {
+        let write = pool(1).await?;
+        MIGRATOR.run(&write).await?;
+        Database {
+            read: pool(4).await?,
+            write,
+        }
+    } else {
+        let shared = pool(16).await?;
+        MIGRATOR.run(&shared).await?;
+        Database {
+            read: shared.clone(),
+            write: shared,
+        }
+    };
+    Ok(database)
 }
 
 pub struct SqlUserStore {
-    pool: AnyPool,
+    db: Database,
 }
 
 impl SqlUserStore {
-    pub fn new(pool: AnyPool) -> Self {
-        Self { pool }
+    pub fn new(db: Database) -> Self {
+        Self { db }
     }
 }
 
@@ -146,7 +172,7 @@ fn task_from_row(row: &AnyRow) -> PortResult<QueuedTask> {
 impl UserStore for SqlUserStore {
     async fn ping(&self) -> PortResult<()> {
         sqlx::query("SELECT 1")
-            .execute(&self.pool)
+            .execute(&self.db.read)
             .await
             .map_err(db_error)?;
         Ok(())
@@ -155,7 +181,7 @@ impl UserStore for SqlUserStore {
     async fn get(&self, id: &UserId) -> PortResult<Option<UserRecord>> {
         let row = sqlx::query(select_users!("WHERE id = $1"))
             .bind(id.as_str())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.db.read)
             .await
             .map_err(db_error)?;
         row.as_ref().map(user_from_row).transpose()
@@ -163,7 +189,7 @@ impl UserStore for SqlUserStore {
 
     async fn list(&self) -> PortResult<Vec<UserRecord>> {
         let rows = sqlx::query(select_users!("ORDER BY name, id"))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.db.read)
             .await
             .map_err(db_error)?;
         rows.iter().map(user_from_row).collect()
@@ -180,7 +206,7 @@ impl UserStore for SqlUserStore {
         .bind(&user.name)
         .bind(user.phone.as_deref())
         .bind(joined)
-        .execute(&self.pool)
+        .execute(&self.db.write)
         .await
         .map_err(db_error)?;
         Ok(())
@@ -196,7 +222,7 @@ impl UserStore for SqlUserStore {
         .bind(upload.content_type.mime())
         .bind(upload.content_length.get() as i64)
         .bind(unix(upload.expires_at))
-        .execute(&self.pool)
+        .execute(&self.db.write)
         .await
         .map_err(db_error)?;
         Ok(())
@@ -208,7 +234,7 @@ impl UserStore for SqlUserStore {
              FROM uploads WHERE photo_key = $1",
         )
         .bind(key.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db.read)
         .await
         .map_err(db_error)?;
         let Some(row) = row else { return Ok(None) };
@@ -234,7 +260,7 @@ impl UserStore for SqlUserStore {
         )
         .bind(id.as_str())
         .bind(unix(now))
-        .fetch_one(&self.pool)
+        .fetch_one(&self.db.read)
         .await
         .map_err(db_error)?;
         Ok(count.max(0) as u64)
@@ -246,7 +272,7 @@ impl UserStore for SqlUserStore {
         new: Option<&PhotoKey>,
     ) -> PortResult<Option<PictureChange>> {
         let now = OffsetDateTime::now_utc();
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut tx = self.db.write.begin().await.map_err(db_error)?;
         if let Some(key) = new {
             // Claiming the upload first also takes SQLite's write lock at once, and makes a
             // confirm and the sweeper mutually exclusive: only one of them can win this row.
@@ -315,7 +341,7 @@ impl UserStore for SqlUserStore {
         )
         .bind(unix(now))
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db.read)
         .await
         .map_err(db_error)?;
         rows.iter().map(task_from_row).collect()
@@ -326,7 +352,7 @@ impl UserStore for SqlUserStore {
             user_id: key.owner().clone(),
             key: key.clone(),
         };
-        let mut conn = self.pool.acquire().await.map_err(db_error)?;
+        let mut conn = self.db.write.acquire().await.map_err(db_error)?;
         enqueue(&mut *conn, task, OffsetDateTime::now_utc()).await?;
         Ok(())
     }
@@ -334,7 +360,7 @@ impl UserStore for SqlUserStore {
     async fn finish_task(&self, id: &str) -> PortResult<()> {
         sqlx::query("DELETE FROM outbox WHERE id = $1")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.db.write)
             .await
             .map_err(db_error)?;
         Ok(())
@@ -348,7 +374,7 @@ impl UserStore for SqlUserStore {
         .bind(unix(until))
         .bind(error)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&self.db.write)
         .await
         .map_err(db_error)?;
         Ok(())
@@ -356,7 +382,7 @@ impl UserStore for SqlUserStore {
 
     async fn queue_depth(&self) -> PortResult<u64> {
         let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox")
-            .fetch_one(&self.pool)
+            .fetch_one(&self.db.read)
             .await
             .map_err(db_error)?;
         Ok(count.max(0) as u64)
@@ -374,7 +400,7 @@ impl UserStore for SqlUserStore {
         )
         .bind(unix(before))
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db.read)
         .await
         .map_err(db_error)?;
         keys.iter()
@@ -389,7 +415,7 @@ impl UserStore for SqlUserStore {
         )
         .bind(unix(OffsetDateTime::now_utc()))
         .bind(key.as_str())
-        .execute(&self.pool)
+        .execute(&self.db.write)
         .await
         .map_err(db_error)?
         .rows_affected();

@@ -64,7 +64,7 @@ impl Application {
         ];
         origins.extend(config.extra_origins.iter().cloned());
 
-        let pool = db::connect(&config.database_url).await?;
+        let db = db::connect(&config.database_url).await?;
 
         let (storage, embedded_s3): (Arc<dyn ObjectStore>, _) = match &config.storage {
             StorageConfig::Embedded { addr } => {
@@ -93,8 +93,8 @@ impl Application {
             &config.data_dir,
             issuer_url.clone(),
         )?);
-        seed_demo_users(&pool).await?;
-        let directory = Arc::new(EmbeddedDirectory::new(pool.clone(), issuer.clone()));
+        seed_demo_users(&db.write).await?;
+        let directory = Arc::new(EmbeddedDirectory::new(db.clone(), issuer.clone()));
         let tokens = Arc::new(JwksVerifier::new(
             format!("{issuer_url}/.well-known/jwks.json"),
             issuer_url,
@@ -103,7 +103,7 @@ impl Application {
 
         let storage_origin = storage_origin(storage.as_ref()).await?;
         let state = AppState {
-            users: Arc::new(SqlUserStore::new(pool.clone())),
+            users: Arc::new(SqlUserStore::new(db)),
             storage: storage.clone(),
             directory: directory.clone(),
             tokens,

@@ -17,6 +17,8 @@ use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::Serialize;
 use sqlx::{AnyPool, Row};
+
+use crate::db::Database;
 use time::OffsetDateTime;
 
 use super::random_hex;
@@ -179,13 +181,13 @@ pub struct Account {
 
 /// The `Directory` of embedded mode: accounts in the `local_accounts` table.
 pub struct EmbeddedDirectory {
-    pool: AnyPool,
+    db: Database,
     issuer: Arc<LocalIssuer>,
 }
 
 impl EmbeddedDirectory {
-    pub fn new(pool: AnyPool, issuer: Arc<LocalIssuer>) -> Self {
-        Self { pool, issuer }
+    pub fn new(db: Database, issuer: Arc<LocalIssuer>) -> Self {
+        Self { db, issuer }
     }
 }
 
@@ -202,7 +204,7 @@ impl Directory for EmbeddedDirectory {
              WHERE lower(a.email) = lower($1)",
         )
         .bind(email)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db.read)
         .await
         .map_err(directory_error)?;
         let Some(row) = row else {
@@ -246,7 +248,7 @@ impl EmbeddedDirectory {
         sqlx::query("UPDATE local_accounts SET picture = $1 WHERE user_id = $2")
             .bind(picture)
             .bind(id.as_str())
-            .execute(&self.pool)
+            .execute(&self.db.write)
             .await
             .map_err(directory_error)?;
         Ok(())
@@ -256,7 +258,7 @@ impl EmbeddedDirectory {
     pub async fn picture(&self, id: &UserId) -> PortResult<Option<String>> {
         sqlx::query_scalar("SELECT picture FROM local_accounts WHERE user_id = $1")
             .bind(id.as_str())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.db.read)
             .await
             .map(Option::flatten)
             .map_err(directory_error)
