@@ -24,7 +24,8 @@ pub struct Config {
     /// How often queued tasks are retried and abandoned uploads swept.
     pub maintenance_interval: Duration,
     pub upload_urls_per_minute: u32,
-    pub max_pending_uploads: u64,
+    /// None: no cap (`unlimited`).
+    pub max_pending_uploads: Option<u64>,
     /// Where `/metrics` is served; unset, metrics are not exposed at all. It is a listener of
     /// its own so that the public one never serves them.
     pub metrics_addr: Option<SocketAddr>,
@@ -132,7 +133,10 @@ impl Config {
             log_json: get("PORTRAIT_LOG_FORMAT") == Some("json"),
             maintenance_interval: secs("PORTRAIT_MAINTENANCE_INTERVAL_SECS", 30)?,
             upload_urls_per_minute: positive(&get, "PORTRAIT_UPLOAD_URLS_PER_MINUTE", 30)?,
-            max_pending_uploads: positive(&get, "PORTRAIT_MAX_PENDING_UPLOADS", 10)?.into(),
+            max_pending_uploads: match get("PORTRAIT_MAX_PENDING_UPLOADS") {
+                Some("unlimited") => None,
+                _ => Some(positive(&get, "PORTRAIT_MAX_PENDING_UPLOADS", 10)?.into()),
+            },
             metrics_addr: parse(get("PORTRAIT_METRICS_ADDR"), "PORTRAIT_METRICS_ADDR")?,
         })
     }

@@ -253,13 +253,19 @@ impl UserStore for SqlUserStore {
         }))
     }
 
-    async fn pending_uploads(&self, id: &UserId, now: OffsetDateTime) -> PortResult<u64> {
+    async fn pending_uploads(
+        &self,
+        id: &UserId,
+        now: OffsetDateTime,
+        limit: u64,
+    ) -> PortResult<u64> {
         let count: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM uploads \
-             WHERE user_id = $1 AND confirmed_at IS NULL AND expires_at > $2",
+            "SELECT COUNT(*) FROM (SELECT 1 FROM uploads \
+             WHERE user_id = $1 AND confirmed_at IS NULL AND expires_at > $2 LIMIT $3) AS pending",
         )
         .bind(id.as_str())
         .bind(unix(now))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_one(&self.db.read)
         .await
         .map_err(db_error)?;

@@ -13,12 +13,13 @@ use crate::error::ApiError;
 pub struct UploadLimits {
     /// Upload URLs a user may get per minute (GCRA: bursts up to the whole minute's worth).
     rate: DefaultKeyedRateLimiter<UserId>,
-    /// Issued-but-unconfirmed, unexpired uploads a user may have at once.
-    pub max_pending: u64,
+    /// Issued-but-unconfirmed, unexpired uploads a user may have at once (None: no cap, for
+    /// load tests where one account stands for many).
+    pub max_pending: Option<u64>,
 }
 
 impl UploadLimits {
-    pub fn new(per_minute: u32, max_pending: u64) -> Self {
+    pub fn new(per_minute: u32, max_pending: Option<u64>) -> Self {
         let per_minute = NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN);
         Self {
             rate: RateLimiter::keyed(Quota::per_minute(per_minute)),

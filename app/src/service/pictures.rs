@@ -125,11 +125,13 @@ impl AppState {
         self.user_record(&user.id).await?;
         self.limits.check_rate(&user.id)?;
         let now = OffsetDateTime::now_utc();
-        if self.users.pending_uploads(&user.id, now).await? >= self.limits.max_pending {
-            return Err(super::limits::too_many(
-                "Too many uploads in progress. Finish them or wait a few minutes.",
-                self.settings.upload_url_ttl,
-            ));
+        if let Some(max) = self.limits.max_pending {
+            if self.users.pending_uploads(&user.id, now, max).await? >= max {
+                return Err(super::limits::too_many(
+                    "Too many uploads in progress. Finish them or wait a few minutes.",
+                    self.settings.upload_url_ttl,
+                ));
+            }
         }
 
         let key = PhotoKey::generate(
