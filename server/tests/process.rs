@@ -76,6 +76,20 @@ impl Server {
         }
     }
 
+    /// Signs Ada in and returns her access token.
+    async fn sign_in(&self, http: &reqwest::Client) -> String {
+        let login: Value = http
+            .post(format!("{}/api/auth/login", self.base))
+            .json(&json!({ "email": "ada@example.com", "password": "portrait-demo" }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        login["accessToken"].as_str().unwrap().to_owned()
+    }
+
     fn terminate(&self) {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
@@ -107,16 +121,7 @@ async fn logs_are_json_lines_with_request_ids_and_no_secrets_and_sigterm_loses_n
     let http = reqwest::Client::new();
     let url = |path: &str| format!("{}{path}", server.base);
 
-    let login: Value = http
-        .post(url("/api/auth/login"))
-        .json(&json!({ "email": "ada@example.com", "password": "portrait-demo" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = login["accessToken"].as_str().unwrap().to_owned();
+    let token = server.sign_in(&http).await;
     let picture = jpeg();
     let grant: Value = http
         .post(url("/api/auth/user/picture/upload-url"))
@@ -205,18 +210,10 @@ async fn logs_are_json_lines_with_request_ids_and_no_secrets_and_sigterm_loses_n
 
     // Restarted on the same data, the picture is there.
     let server = Server::start(data.path());
-    let login: Value = http
-        .post(format!("{}/api/auth/login", server.base))
-        .json(&json!({ "email": "ada@example.com", "password": "portrait-demo" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let token = server.sign_in(&http).await;
     let profile: Value = http
         .get(format!("{}/api/auth/user/profile", server.base))
-        .bearer_auth(login["accessToken"].as_str().unwrap())
+        .bearer_auth(token)
         .send()
         .await
         .unwrap()

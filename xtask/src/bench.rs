@@ -17,7 +17,9 @@ use crate::{Result, StatusOk};
 const ADDR: &str = "127.0.0.1:3400";
 
 pub fn run(root: &Path, seconds: Option<&str>) -> Result {
-    let seconds: u64 = seconds.map_or(Ok(30), str::parse).map_err(|e| format!("seconds: {e}"))?;
+    let seconds: u64 = seconds
+        .map_or(Ok(30), str::parse)
+        .map_err(|e| format!("seconds: {e}"))?;
     ensure_wrk()?;
     Command::new("cargo")
         .args(["build", "--release", "-p", "server", "--bin", "portrait"])
@@ -52,8 +54,12 @@ fn ensure_wrk() -> Result {
     if Command::new("wrk").arg("--version").output().is_ok() {
         return Ok(());
     }
-    Command::new("apt-get").args(["update", "-qq"]).status_ok()?;
-    Command::new("apt-get").args(["install", "-y", "-qq", "wrk"]).status_ok()
+    Command::new("apt-get")
+        .args(["update", "-qq"])
+        .status_ok()?;
+    Command::new("apt-get")
+        .args(["install", "-y", "-qq", "wrk"])
+        .status_ok()
 }
 
 struct Server {
@@ -95,7 +101,9 @@ impl Server {
     }
 
     fn stop(mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         let _ = self.child.wait();
     }
 }
@@ -104,7 +112,9 @@ impl Server {
 /// dependencies, and these few calls do not need more.)
 fn http(method: &str, path: &str, token: Option<&str>, body: &str) -> Result<(u16, String)> {
     let mut stream = TcpStream::connect(ADDR).map_err(|e| e.to_string())?;
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     write!(
         stream,
         "{method} {path} HTTP/1.1\r\nHost: {ADDR}\r\nConnection: close\r\n{auth}\
@@ -113,13 +123,18 @@ fn http(method: &str, path: &str, token: Option<&str>, body: &str) -> Result<(u1
     )
     .map_err(|e| e.to_string())?;
     let mut response = String::new();
-    stream.read_to_string(&mut response).map_err(|e| e.to_string())?;
+    stream
+        .read_to_string(&mut response)
+        .map_err(|e| e.to_string())?;
     let status = response
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or("no status line")?;
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     Ok((status, body))
 }
 
@@ -150,7 +165,13 @@ end
     )
     .map_err(|e| e.to_string())?;
     let output = Command::new("wrk")
-        .args(["-t2", &format!("-c{connections}"), &format!("-d{seconds}s"), "--latency", "-s"])
+        .args([
+            "-t2",
+            &format!("-c{connections}"),
+            &format!("-d{seconds}s"),
+            "--latency",
+            "-s",
+        ])
         .arg(&script)
         .arg(format!("http://{ADDR}/api/auth/user/picture/upload-url"))
         .output()
@@ -210,15 +231,34 @@ fn confirm_figures(token: &str) -> Result {
             r#"{{"fileName":"me.jpg","contentType":"image/jpeg","contentLength":{}}}"#,
             jpeg.len()
         );
-        let (status, grant) = http("POST", "/api/auth/user/picture/upload-url", Some(token), &grant_body)?;
+        let (status, grant) = http(
+            "POST",
+            "/api/auth/user/picture/upload-url",
+            Some(token),
+            &grant_body,
+        )?;
         if status != 200 {
             return Err(format!("upload-url: {status} {grant}"));
         }
         let url = json_field(&grant, "uploadUrl").ok_or("no uploadUrl")?;
         let key = json_field(&grant, "photoKey").ok_or("no photoKey")?;
         let put = Command::new("curl")
-            .args(["-sf", "-o", "/dev/null", "-X", "PUT", "-H", "Content-Type: image/jpeg", "--data-binary"])
-            .arg(format!("@{}", Path::new(env!("CARGO_MANIFEST_DIR")).join("bench-picture.jpg").display()))
+            .args([
+                "-sf",
+                "-o",
+                "/dev/null",
+                "-X",
+                "PUT",
+                "-H",
+                "Content-Type: image/jpeg",
+                "--data-binary",
+            ])
+            .arg(format!(
+                "@{}",
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("bench-picture.jpg")
+                    .display()
+            ))
             .arg(url.replace("\\u0026", "&"))
             .status()
             .map_err(|e| e.to_string())?;
@@ -227,7 +267,12 @@ fn confirm_figures(token: &str) -> Result {
         }
         let confirm_body = format!(r#"{{"photoKey":"{key}"}}"#);
         let started = Instant::now();
-        let (status, confirmed) = http("POST", "/api/auth/user/picture/uploaded", Some(token), &confirm_body)?;
+        let (status, confirmed) = http(
+            "POST",
+            "/api/auth/user/picture/uploaded",
+            Some(token),
+            &confirm_body,
+        )?;
         times.push(started.elapsed());
         if status != 200 {
             return Err(format!("confirm: {status} {confirmed}"));
@@ -261,7 +306,10 @@ fn cpu_model() -> String {
             BufReader::new(f)
                 .lines()
                 .map_while(std::result::Result::ok)
-                .find_map(|l| l.strip_prefix("model name").map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned()))
+                .find_map(|l| {
+                    l.strip_prefix("model name")
+                        .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+                })
         })
         .unwrap_or_else(|| "unknown CPU".into())
 }

@@ -58,51 +58,22 @@ impl Default for Metrics {
             requests: Family::new_with_constructor(latency_histogram),
             registry: Registry::default(),
         };
-        registry.register(
-            "upload_urls_issued",
-            "Upload URLs signed",
-            metrics.upload_urls.clone(),
-        );
-        registry.register(
-            "upload_confirms",
-            "Upload confirmations by outcome",
-            metrics.confirms.clone(),
-        );
-        registry.register(
-            "picture_deletes",
-            "Pictures removed by their owner",
-            metrics.deletes.clone(),
-        );
-        registry.register(
-            "sweeper_deletions",
-            "Objects of abandoned uploads deleted",
-            metrics.swept.clone(),
-        );
-        registry.register(
-            "queued_tasks_run",
-            "Queued follow-up tasks run, by outcome",
-            metrics.tasks.clone(),
-        );
-        registry.register(
-            "queue_depth",
-            "Follow-up tasks waiting in the queue",
-            metrics.queue_depth.clone(),
-        );
-        registry.register(
-            "upload_put_seconds",
-            "Browser-reported duration of the PUT to storage",
-            metrics.put_seconds.clone(),
-        );
-        registry.register(
-            "upload_put_bytes",
-            "Browser-reported size of the PUT to storage",
-            metrics.put_bytes.clone(),
-        );
-        registry.register(
-            "http_request_duration_seconds",
-            "Request latency by endpoint",
-            metrics.requests.clone(),
-        );
+        macro_rules! register {
+            ($($name:literal, $help:literal, $metric:ident;)*) => {
+                $(registry.register($name, $help, metrics.$metric.clone());)*
+            };
+        }
+        register! {
+            "upload_urls_issued", "Upload URLs signed", upload_urls;
+            "upload_confirms", "Upload confirmations by outcome", confirms;
+            "picture_deletes", "Pictures removed by their owner", deletes;
+            "sweeper_deletions", "Objects of abandoned uploads deleted", swept;
+            "queued_tasks_run", "Queued follow-up tasks run, by outcome", tasks;
+            "queue_depth", "Follow-up tasks waiting in the queue", queue_depth;
+            "upload_put_seconds", "Browser-reported duration of the PUT to storage", put_seconds;
+            "upload_put_bytes", "Browser-reported size of the PUT to storage", put_bytes;
+            "http_request_duration_seconds", "Request latency by endpoint", requests;
+        }
         Self {
             registry,
             ..metrics

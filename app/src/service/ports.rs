@@ -120,8 +120,12 @@ pub trait UserStore: Send + Sync {
     async fn find_upload(&self, key: &PhotoKey) -> PortResult<Option<IssuedUpload>>;
     /// Uploads of this user that are neither confirmed nor expired at `now`, counted up to
     /// `limit` at most (so the cost stays bounded however many there are).
-    async fn pending_uploads(&self, id: &UserId, now: OffsetDateTime, limit: u64)
-        -> PortResult<u64>;
+    async fn pending_uploads(
+        &self,
+        id: &UserId,
+        now: OffsetDateTime,
+        limit: u64,
+    ) -> PortResult<u64>;
     /// In one transaction: claims the upload of the new key (it must be unconfirmed and not
     /// swept, else `None` and nothing changes), swaps the user's picture atomically (None
     /// removes it), and queues the attribute sync and the deletion of the replaced object.

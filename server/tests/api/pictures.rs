@@ -422,9 +422,16 @@ async fn hostile_content_is_refused_deleted_and_changes_nothing() {
     for (content_type, bytes, expected) in cases {
         let grant = app.grant(&token, content_type, bytes.len()).await;
         assert_eq!(app.put(&grant, bytes).await.status(), StatusCode::OK);
-        let message = error_message(app.confirm(&token, &grant.photo_key).await, StatusCode::BAD_REQUEST).await;
+        let message = error_message(
+            app.confirm(&token, &grant.photo_key).await,
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
         assert!(message.contains(expected), "{content_type}: {message}");
-        assert!(!app.stored(&grant.photo_key).await, "refused content must not stay stored");
+        assert!(
+            !app.stored(&grant.photo_key).await,
+            "refused content must not stay stored"
+        );
     }
     assert!(app.profile(&token).await["pictureUrl"].is_null());
 }
