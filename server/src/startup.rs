@@ -156,9 +156,7 @@ impl Application {
             tokio::spawn(serve_metrics(listener, self.state.clone()));
         }
         let maintenance = tokio::spawn(maintain(self.state, self.maintenance_interval));
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown_signal())
-            .await;
+        let served = crate::http::serve(self.listener, self.router, shutdown_signal()).await;
         maintenance.abort();
         served
     }
@@ -231,7 +229,7 @@ async fn serve_metrics(listener: TcpListener, state: AppState) {
             }
         }),
     );
-    if let Err(e) = axum::serve(listener, metrics).await {
+    if let Err(e) = crate::http::serve(listener, metrics, std::future::pending()).await {
         tracing::error!(error = %e, "metrics listener stopped");
     }
 }

@@ -103,7 +103,7 @@ impl EmbeddedS3 {
         let (stop, stopped) = oneshot::channel::<()>();
         let router = self.router.clone();
         let task = tokio::spawn(async move {
-            let serve = axum::serve(listener, router).with_graceful_shutdown(async {
+            let serve = crate::http::serve(listener, router, async {
                 let _ = stopped.await;
             });
             if let Err(e) = serve.await {
