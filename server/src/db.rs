@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 use time::OffsetDateTime;
+use tokio::sync::{mpsc, oneshot};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -74,11 +75,84 @@ pub async fn connect(url: &str) -> Result<Database, sqlx::Error> {
 
 pub struct SqlUserStore {
     db: Database,
+    ledger: mpsc::Sender<LedgerWrite>,
 }
 
 impl SqlUserStore {
+    /// Needs a Tokio runtime: it starts the ledger writer.
     pub fn new(db: Database) -> Self {
-        Self { db }
+        let (ledger, writes) = mpsc::channel(LEDGER_BATCH * 4);
+        tokio::spawn(write_ledger(db.write.clone(), writes));
+        Self { db, ledger }
+    }
+}
+
+/// One ledger insert waiting for its batch, and where to say how it went.
+type LedgerWrite = (IssuedUpload, oneshot::Sender<PortResult<bool>>);
+
+/// Most inserts one ledger transaction takes.
+const LEDGER_BATCH: usize = 256;
+
+/// Group commit for the ledger, the one write on the hot path. Inserts that arrive while a
+/// batch is being written wait for the next one, and each batch is a single multi-row INSERT:
+/// one round trip to the database and one commit for all of them, instead of one per request.
+/// Under no load a batch is a single row, so nothing waits.
+async fn write_ledger(pool: AnyPool, mut writes: mpsc::Receiver<LedgerWrite>) {
+    let mut batch = Vec::with_capacity(LEDGER_BATCH);
+    while writes.recv_many(&mut batch, LEDGER_BATCH).await > 0 {
+        let uploads: Vec<&IssuedUpload> = batch.iter().map(|(upload, _)| upload).collect();
+        match insert_uploads(&pool, &uploads).await {
+            Ok(()) => {
+                for (_, reply) in batch.drain(..) {
+                    let _ = reply.send(Ok(true));
+                }
+            }
+            // One bad row (a user without a row) fails the statement: redo the rows one by
+            // one, so that each caller gets its own answer.
+            Err(_) if batch.len() > 1 => {
+                for (upload, reply) in batch.drain(..) {
+                    let outcome = insert_uploads(&pool, &[&upload]).await;
+                    let _ = reply.send(ledger_outcome(outcome));
+                }
+            }
+            Err(e) => {
+                for (_, reply) in batch.drain(..) {
+                    let _ = reply.send(ledger_outcome(Err(e.clone())));
+                }
+            }
+        }
+    }
+}
+
+async fn insert_uploads(pool: &AnyPool, uploads: &[&IssuedUpload]) -> Result<(), LedgerError> {
+    let mut insert = sqlx::QueryBuilder::<sqlx::Any>::new(
+        "INSERT INTO uploads (photo_key, user_id, content_type, content_length, expires_at) ",
+    );
+    insert.push_values(uploads, |mut row, upload| {
+        row.push_bind(upload.key.as_str().to_owned())
+            .push_bind(upload.user_id.as_str().to_owned())
+            .push_bind(upload.content_type.mime())
+            .push_bind(upload.content_length.get() as i64)
+            .push_bind(unix(upload.expires_at));
+    });
+    match insert.build().execute(pool).await {
+        Ok(_) => Ok(()),
+        Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => Err(LedgerError::NoUser),
+        Err(e) => Err(LedgerError::Other(e.to_string())),
+    }
+}
+
+#[derive(Debug, Clone)]
+enum LedgerError {
+    NoUser,
+    Other(String),
+}
+
+fn ledger_outcome(outcome: Result<(), LedgerError>) -> PortResult<bool> {
+    match outcome {
+        Ok(()) => Ok(true),
+        Err(LedgerError::NoUser) => Ok(false),
+        Err(LedgerError::Other(e)) => Err(db_error(e)),
     }
 }
 
@@ -212,20 +286,15 @@ impl UserStore for SqlUserStore {
         Ok(())
     }
 
-    async fn record_upload(&self, upload: &IssuedUpload) -> PortResult<()> {
-        sqlx::query(
-            "INSERT INTO uploads (photo_key, user_id, content_type, content_length, expires_at) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(upload.key.as_str())
-        .bind(upload.user_id.as_str())
-        .bind(upload.content_type.mime())
-        .bind(upload.content_length.get() as i64)
-        .bind(unix(upload.expires_at))
-        .execute(&self.db.write)
-        .await
-        .map_err(db_error)?;
-        Ok(())
+    async fn record_upload(&self, upload: &IssuedUpload) -> PortResult<bool> {
+        let (reply, answer) = oneshot::channel();
+        self.ledger
+            .send((upload.clone(), reply))
+            .await
+            .map_err(|_| db_error("the ledger writer stopped"))?;
+        answer
+            .await
+            .map_err(|_| db_error("the ledger writer dropped a write"))?
     }
 
     async fn find_upload(&self, key: &PhotoKey) -> PortResult<Option<IssuedUpload>> {

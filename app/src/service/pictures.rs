@@ -121,8 +121,6 @@ impl AppState {
         check_file_name(&req.file_name)?;
         let content_type = ImageContentType::parse(&req.content_type)?;
         let length = ContentLength::parse(req.content_length)?;
-        // The row must exist: a token for a user we never saw (deleted since) gets nothing.
-        self.user_record(&user.id).await?;
         self.limits.check_rate(&user.id)?;
         let now = OffsetDateTime::now_utc();
         if let Some(max) = self.limits.max_pending {
@@ -145,7 +143,8 @@ impl AppState {
             .storage
             .presign_put(&key, content_type, length, ttl)
             .await?;
-        self.users
+        let recorded = self
+            .users
             .record_upload(&IssuedUpload {
                 key: key.clone(),
                 user_id: user.id.clone(),
@@ -155,6 +154,10 @@ impl AppState {
                 confirmed: false,
             })
             .await?;
+        if !recorded {
+            // A valid token for a user without a row (deleted since): nothing to upload for.
+            return Err(ApiError::unauthenticated());
+        }
         self.metrics.upload_urls.inc();
         tracing::info!(user = %user.id, key = %key, "upload URL issued");
         Ok(UploadUrlResponse {

@@ -116,7 +116,9 @@ pub trait UserStore: Send + Sync {
     async fn list(&self) -> PortResult<Vec<UserRecord>>;
     /// Creates the row on first sign-in; later sign-ins leave it as it is.
     async fn ensure(&self, user: &NewUser) -> PortResult<()>;
-    async fn record_upload(&self, upload: &IssuedUpload) -> PortResult<()>;
+    /// Adds an issued URL to the ledger. False when the user has no row (the ledger's foreign
+    /// key is the check, so issuing a URL needs no read).
+    async fn record_upload(&self, upload: &IssuedUpload) -> PortResult<bool>;
     async fn find_upload(&self, key: &PhotoKey) -> PortResult<Option<IssuedUpload>>;
     /// Uploads of this user that are neither confirmed nor expired at `now`, counted up to
     /// `limit` at most (so the cost stays bounded however many there are).
