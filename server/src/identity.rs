@@ -18,6 +18,8 @@ use tokio::sync::RwLock;
 const REFETCH_INTERVAL: Duration = Duration::from_secs(60);
 /// Clock skew tolerated on `exp`.
 const LEEWAY_SECS: u64 = 30;
+/// Verified tokens remembered at most; past this the memory is simply cleared.
+const VERIFIED_CAPACITY: usize = 10_000;
 
 pub struct JwksVerifier {
     http: reqwest::Client,
@@ -25,6 +27,10 @@ pub struct JwksVerifier {
     issuer: String,
     client_id: String,
     cache: RwLock<KeyCache>,
+    /// Tokens that passed every check, with their subject and `exp`: a client sending the same
+    /// token again costs a lookup instead of an RSA verification. Keyed by the whole token, so
+    /// any change to it misses; an entry is never used past the token's own expiry.
+    verified: std::sync::RwLock<HashMap<String, (UserId, u64)>>,
 }
 
 #[derive(Default)]
@@ -38,6 +44,13 @@ struct AccessClaims {
     sub: String,
     token_use: String,
     client_id: Option<String>,
+    exp: u64,
+}
+
+fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 impl JwksVerifier {
@@ -51,6 +64,7 @@ impl JwksVerifier {
             issuer,
             client_id,
             cache: RwLock::default(),
+            verified: std::sync::RwLock::default(),
         }
     }
 
@@ -107,6 +121,24 @@ impl JwksVerifier {
 #[async_trait]
 impl TokenVerifier for JwksVerifier {
     async fn verify_access_token(&self, token: &str) -> Result<UserId, TokenRejected> {
+        if let Some((id, exp)) = self.verified.read().ok().and_then(|v| v.get(token).cloned()) {
+            if now_unix() < exp {
+                return Ok(id);
+            }
+        }
+        let (id, exp) = self.verify_fully(token).await?;
+        if let Ok(mut verified) = self.verified.write() {
+            if verified.len() >= VERIFIED_CAPACITY {
+                verified.clear();
+            }
+            verified.insert(token.to_owned(), (id.clone(), exp));
+        }
+        Ok(id)
+    }
+}
+
+impl JwksVerifier {
+    async fn verify_fully(&self, token: &str) -> Result<(UserId, u64), TokenRejected> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| TokenRejected(e.to_string()))?;
         // Checked before any key lookup: `none`, HS256 and friends never get further.
@@ -132,6 +164,7 @@ impl TokenVerifier for JwksVerifier {
         if claims.client_id.as_deref() != Some(self.client_id.as_str()) {
             return Err(TokenRejected("client_id mismatch".into()));
         }
-        UserId::parse(claims.sub).map_err(|e| TokenRejected(e.0))
+        let id = UserId::parse(claims.sub).map_err(|e| TokenRejected(e.0))?;
+        Ok((id, claims.exp))
     }
 }

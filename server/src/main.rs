@@ -1,5 +1,10 @@
 use std::process::ExitCode;
 
+// The request path allocates many small, short-lived objects (headers, JSON, signatures);
+// mimalloc serves those markedly faster than glibc's allocator under concurrency.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use server::config::Config;
 use server::startup::Application;
 
