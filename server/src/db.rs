@@ -47,6 +47,10 @@ pub async fn connect(url: &str) -> Result<Database, sqlx::Error> {
                         // we trade that window for commits that cost no fsync.
                         conn.execute("PRAGMA journal_mode = WAL").await?;
                         conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        // Checkpoints fsync. Left automatic, they run inside a commit on the one
+                        // writer and stall every insert queued behind it; `checkpoint_wal`
+                        // does them in the background instead.
+                        conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
                         conn.execute("PRAGMA foreign_keys = ON").await?;
                         conn.execute("PRAGMA busy_timeout = 5000").await?;
                     }
@@ -58,10 +62,9 @@ pub async fn connect(url: &str) -> Result<Database, sqlx::Error> {
     let database = if is_sqlite {
         let write = pool(1).await?;
         MIGRATOR.run(&write).await?;
-        Database {
-            read: pool(4).await?,
-            write,
-        }
+        let read = pool(4).await?;
+        tokio::spawn(checkpoint_wal(read.clone()));
+        Database { read, write }
     } else {
         let shared = pool(16).await?;
         MIGRATOR.run(&shared).await?;
@@ -71,6 +74,18 @@ pub async fn connect(url: &str) -> Result<Database, sqlx::Error> {
         }
     };
     Ok(database)
+}
+
+/// Copies the SQLite write-ahead log into the database file once a second. PASSIVE never waits
+/// for, or blocks, the writer or readers; it does what it can, and the next pass the rest.
+async fn checkpoint_wal(pool: AnyPool) {
+    let mut ticks = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        ticks.tick().await;
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+            tracing::debug!(error = %e, "WAL checkpoint failed; retrying in a second");
+        }
+    }
 }
 
 pub struct SqlUserStore {
