@@ -82,7 +82,10 @@ async fn checkpoint_wal(pool: AnyPool) {
     let mut ticks = tokio::time::interval(Duration::from_secs(1));
     loop {
         ticks.tick().await;
-        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
             tracing::debug!(error = %e, "WAL checkpoint failed; retrying in a second");
         }
     }
@@ -140,17 +143,31 @@ async fn write_ledger(pool: AnyPool, mut writes: mpsc::Receiver<LedgerWrite>) {
 }
 
 async fn insert_uploads(pool: &AnyPool, uploads: &[&IssuedUpload]) -> Result<(), LedgerError> {
-    let mut insert = sqlx::QueryBuilder::<sqlx::Any>::new(
-        "INSERT INTO uploads (photo_key, user_id, content_type, content_length, expires_at) ",
+    // Numbered placeholders, which both SQLite and PostgreSQL read (the Any driver's query
+    // builder writes `?`, which PostgreSQL does not).
+    const COLUMNS: usize = 5;
+    let rows: Vec<String> = (0..uploads.len())
+        .map(|row| {
+            let cells: Vec<String> = (1..=COLUMNS)
+                .map(|c| format!("${}", row * COLUMNS + c))
+                .collect();
+            format!("({})", cells.join(", "))
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO uploads (photo_key, user_id, content_type, content_length, expires_at) VALUES {}",
+        rows.join(", ")
     );
-    insert.push_values(uploads, |mut row, upload| {
-        row.push_bind(upload.key.as_str().to_owned())
-            .push_bind(upload.user_id.as_str().to_owned())
-            .push_bind(upload.content_type.mime())
-            .push_bind(upload.content_length.get() as i64)
-            .push_bind(unix(upload.expires_at));
-    });
-    match insert.build().execute(pool).await {
+    let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for upload in uploads {
+        insert = insert
+            .bind(upload.key.as_str())
+            .bind(upload.user_id.as_str())
+            .bind(upload.content_type.mime())
+            .bind(upload.content_length.get() as i64)
+            .bind(unix(upload.expires_at));
+    }
+    match insert.execute(pool).await {
         Ok(_) => Ok(()),
         Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => Err(LedgerError::NoUser),
         Err(e) => Err(LedgerError::Other(e.to_string())),

@@ -121,7 +121,12 @@ impl JwksVerifier {
 #[async_trait]
 impl TokenVerifier for JwksVerifier {
     async fn verify_access_token(&self, token: &str) -> Result<UserId, TokenRejected> {
-        if let Some((id, exp)) = self.verified.read().ok().and_then(|v| v.get(token).cloned()) {
+        if let Some((id, exp)) = self
+            .verified
+            .read()
+            .ok()
+            .and_then(|v| v.get(token).cloned())
+        {
             if now_unix() < exp {
                 return Ok(id);
             }

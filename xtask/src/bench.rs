@@ -70,7 +70,9 @@ impl Server {
     fn start(root: &Path, data: &Path) -> Result<Self> {
         // Measuring whatever else answers there would be worse than not measuring.
         if TcpStream::connect(ADDR).is_ok() {
-            return Err(format!("{ADDR} is already in use: stop what listens there first"));
+            return Err(format!(
+                "{ADDR} is already in use: stop what listens there first"
+            ));
         }
         let child = Command::new(root.join("target/release/portrait"))
             .env("LEPTOS_SITE_ADDR", ADDR)

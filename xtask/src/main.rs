@@ -59,6 +59,17 @@ fn test(root: &Path) -> Result {
             ],
         )
         .status_ok()?;
+    // The same black-box suite against PostgreSQL (with the embedded S3): the "mixed" set-up.
+    let postgres = Postgres::start()?;
+    println!("API suite against PostgreSQL at {}", postgres.url());
+    tools
+        .cmd(
+            "cargo",
+            &["test", "-p", "server", "--test", "api", "--no-fail-fast"],
+        )
+        .env("PORTRAIT_TEST_POSTGRES_URL", postgres.url())
+        .status_ok()?;
+    drop(postgres);
     check_wasm_dependencies(&tools)?;
     // The browser tests get a server with a fresh data directory: the demo accounts as seeded,
     // nothing left over from a previous run or from `cargo xtask run`.
@@ -237,6 +248,114 @@ impl Tools {
         npm.current_dir(&dir);
         npm.status_ok()
     }
+}
+
+/// A throwaway PostgreSQL cluster on a free loopback port (fsync off: nothing in it matters
+/// after the run), stopped and removed when dropped.
+struct Postgres {
+    dir: PathBuf,
+    bin: PathBuf,
+    port: u16,
+}
+
+impl Postgres {
+    fn start() -> Result<Self> {
+        let bin = match postgres_bin() {
+            Some(bin) => bin,
+            None => {
+                println!("installing Debian's postgresql for the database tests");
+                Command::new("apt-get")
+                    .args(["update", "-qq"])
+                    .status_ok()?;
+                Command::new("apt-get")
+                    .args(["install", "-y", "-qq", "postgresql"])
+                    .status_ok()?;
+                postgres_bin().ok_or("postgresql installed, but no initdb found")?
+            }
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| e.to_string())?
+            .port();
+        let dir = env::temp_dir().join(format!("portrait-pg-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let cluster = Self { dir, bin, port };
+        if is_root() {
+            // PostgreSQL refuses to run as root: hand the directory to its own user.
+            Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&cluster.dir)
+                .status_ok()?;
+        }
+        let data = cluster.dir.join("data");
+        cluster
+            .as_owner("initdb")
+            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"])
+            .arg(&data)
+            .stdout(std::process::Stdio::null())
+            .status_ok()?;
+        let options = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300",
+            cluster.dir.display()
+        );
+        cluster
+            .as_owner("pg_ctl")
+            .args(["-w", "-D"])
+            .arg(&data)
+            .args(["-o", &options, "-l"])
+            .arg(cluster.dir.join("log"))
+            .arg("start")
+            .stdout(std::process::Stdio::null())
+            .status_ok()?;
+        Ok(cluster)
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn as_owner(&self, tool: &str) -> Command {
+        let program = self.bin.join(tool);
+        if is_root() {
+            let mut cmd = Command::new("runuser");
+            cmd.args(["-u", "postgres", "--"]).arg(program);
+            cmd
+        } else {
+            Command::new(program)
+        }
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = self
+            .as_owner("pg_ctl")
+            .args(["-m", "immediate", "-D"])
+            .arg(self.dir.join("data"))
+            .arg("stop")
+            .stdout(std::process::Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The newest installed PostgreSQL's binaries (Debian keeps them out of PATH).
+fn postgres_bin() -> Option<PathBuf> {
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| Some(e.ok()?.path().join("bin")))
+        .filter(|bin| bin.join("initdb").exists())
+        .collect();
+    versions.sort();
+    versions.pop()
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
 fn modified(path: &Path) -> Option<std::time::SystemTime> {

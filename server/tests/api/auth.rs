@@ -185,6 +185,11 @@ async fn a_valid_token_for_a_user_without_a_row_gets_nothing() {
     let stranger = forge.with("sub", json!("9b2f6c1e-0000-4000-8000-000000000000"));
     assert_refused(&app, &stranger, "a user without a row").await;
     let body = json!({ "fileName": "a.jpg", "contentType": "image/jpeg", "contentLength": 10 });
-    let response = app.post("/api/auth/user/picture/upload-url", Some(&stranger), &body).await;
-    assert_eq!(error_message(response, StatusCode::UNAUTHORIZED).await, "Please sign in.");
+    let response = app
+        .post("/api/auth/user/picture/upload-url", Some(&stranger), &body)
+        .await;
+    assert_eq!(
+        error_message(response, StatusCode::UNAUTHORIZED).await,
+        "Please sign in."
+    );
 }

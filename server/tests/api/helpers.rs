@@ -52,6 +52,13 @@ impl TestApp {
             "PORTRAIT_DATA_DIR".into(),
             data_dir.path().display().to_string(),
         );
+        // `cargo xtask test` runs this suite a second time against PostgreSQL.
+        if let Ok(admin_url) = std::env::var("PORTRAIT_TEST_POSTGRES_URL") {
+            env.insert(
+                "DATABASE_URL".into(),
+                fresh_postgres_database(&admin_url).await,
+            );
+        }
         let leptos = LeptosOptions::builder()
             .output_name("portrait")
             .site_root("target/site")
@@ -207,6 +214,24 @@ impl TestApp {
         let key = PhotoKey::parse(key).unwrap();
         self.storage.head(&key).await.unwrap().is_some()
     }
+}
+
+/// Creates an empty database for one test on the PostgreSQL server at `admin_url`.
+async fn fresh_postgres_database(admin_url: &str) -> String {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let name = format!("portrait_test_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::AnyConnection::connect(admin_url)
+        .await
+        .expect("the test PostgreSQL server answers");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .expect("a fresh test database");
+    let (server, _) = admin_url
+        .rsplit_once('/')
+        .expect("a URL with a database name");
+    format!("{server}/{name}")
 }
 
 pub fn jpeg(width: u32, height: u32) -> Vec<u8> {
