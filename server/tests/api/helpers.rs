@@ -25,6 +25,46 @@ pub struct TestApp {
     pub embedded_s3: Option<Arc<EmbeddedS3>>,
     pub state: AppState,
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// The PostgreSQL database of this test, when the suite runs against PostgreSQL.
+    pub postgres: Option<TestDatabase>,
+}
+
+/// A test's own PostgreSQL database, which the test can take offline.
+pub struct TestDatabase {
+    admin_url: String,
+    name: String,
+}
+
+impl TestDatabase {
+    async fn admin(&self, sql: String) {
+        use sqlx::Connection;
+        let mut admin = sqlx::AnyConnection::connect(&self.admin_url).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    }
+
+    /// A real outage: new connections are refused and open ones are cut.
+    pub async fn take_offline(&self) {
+        let name = &self.name;
+        self.admin(format!(
+            "ALTER DATABASE {name} WITH ALLOW_CONNECTIONS false"
+        ))
+        .await;
+        self.admin(format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+        ))
+        .await;
+    }
+
+    pub async fn bring_back(&self) {
+        self.admin(format!(
+            "ALTER DATABASE {} WITH ALLOW_CONNECTIONS true",
+            self.name
+        ))
+        .await;
+    }
 }
 
 /// What an upload URL response carries, typed for the tests.
@@ -53,12 +93,14 @@ impl TestApp {
             data_dir.path().display().to_string(),
         );
         // `cargo xtask test` runs this suite a second time against PostgreSQL.
-        if let Ok(admin_url) = std::env::var("PORTRAIT_TEST_POSTGRES_URL") {
-            env.insert(
-                "DATABASE_URL".into(),
-                fresh_postgres_database(&admin_url).await,
-            );
-        }
+        let postgres = match std::env::var("PORTRAIT_TEST_POSTGRES_URL") {
+            Ok(admin_url) => {
+                let database = fresh_postgres_database(&admin_url).await;
+                env.insert("DATABASE_URL".into(), database.url());
+                Some(database)
+            }
+            Err(_) => None,
+        };
         let leptos = LeptosOptions::builder()
             .output_name("portrait")
             .site_root("target/site")
@@ -85,6 +127,7 @@ impl TestApp {
             embedded_s3,
             state,
             metrics_addr,
+            postgres,
         }
     }
 
@@ -217,7 +260,7 @@ impl TestApp {
 }
 
 /// Creates an empty database for one test on the PostgreSQL server at `admin_url`.
-async fn fresh_postgres_database(admin_url: &str) -> String {
+async fn fresh_postgres_database(admin_url: &str) -> TestDatabase {
     use sqlx::Connection;
     sqlx::any::install_default_drivers();
     let name = format!("portrait_test_{}", uuid::Uuid::new_v4().simple());
@@ -228,10 +271,20 @@ async fn fresh_postgres_database(admin_url: &str) -> String {
         .execute(&mut admin)
         .await
         .expect("a fresh test database");
-    let (server, _) = admin_url
-        .rsplit_once('/')
-        .expect("a URL with a database name");
-    format!("{server}/{name}")
+    TestDatabase {
+        admin_url: admin_url.to_owned(),
+        name,
+    }
+}
+
+impl TestDatabase {
+    fn url(&self) -> String {
+        let (server, _) = self
+            .admin_url
+            .rsplit_once('/')
+            .expect("a URL with a database name");
+        format!("{server}/{}", self.name)
+    }
 }
 
 pub fn jpeg(width: u32, height: u32) -> Vec<u8> {

@@ -197,3 +197,53 @@ async fn unconfirmed_uploads_per_user_are_capped() {
     );
     app.grant(&token, "image/jpeg", 100).await;
 }
+
+/// Runs in the PostgreSQL pass of the suite (a SQLite file cannot be taken away from a running
+/// process the same way).
+#[tokio::test]
+async fn database_down_is_a_503_that_changes_nothing_and_the_flow_resumes() {
+    let app = TestApp::spawn().await;
+    let Some(database) = &app.postgres else {
+        return;
+    };
+    let token = app.token(ADA).await;
+    let (kept, body) = app.upload_jpeg(&token, jpeg(16, 16)).await;
+    let user_id = body["profile"]["id"].as_str().unwrap().to_owned();
+    let picture = jpeg(24, 24);
+    let grant = app.grant(&token, "image/jpeg", picture.len()).await;
+    app.put(&grant, picture).await;
+
+    database.take_offline().await;
+    for response in [
+        app.confirm(&token, &grant.photo_key).await,
+        app.delete("/api/auth/user/picture", Some(&token)).await,
+    ] {
+        let message = error_message(response, StatusCode::SERVICE_UNAVAILABLE).await;
+        assert_eq!(
+            message,
+            "The database is unavailable right now; nothing was changed. Please try again."
+        );
+    }
+    assert_eq!(
+        app.get("/readyz", None).await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert!(
+        app.stored(&kept).await,
+        "the picture the user had is intact"
+    );
+
+    database.bring_back().await;
+    assert!(app.profile(&token).await["pictureUrl"]
+        .as_str()
+        .unwrap()
+        .contains(&kept));
+    assert_eq!(
+        app.confirm(&token, &grant.photo_key).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.objects_of(&user_id).await,
+        vec![grant.photo_key.clone()]
+    );
+}
