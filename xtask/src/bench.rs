@@ -1,4 +1,4 @@
-//! `cargo xtask bench [seconds]`: the server's speed and memory on this machine.
+//! `cargo xtask bench [seconds] [postgres]`: the server's speed and memory on this machine.
 //!
 //! Builds the release binary, starts it on a fresh data directory (embedded default, SQLite),
 //! signs in, and drives `POST /api/auth/user/picture/upload-url` with `wrk` at 32 and 64
@@ -16,10 +16,18 @@ use crate::{Result, StatusOk};
 
 const ADDR: &str = "127.0.0.1:3400";
 
-pub fn run(root: &Path, seconds: Option<&str>) -> Result {
-    let seconds: u64 = seconds
-        .map_or(Ok(30), str::parse)
+pub fn run(root: &Path, args: &[String]) -> Result {
+    let seconds: u64 = args
+        .iter()
+        .find(|a| a.chars().all(|c| c.is_ascii_digit()))
+        .map_or(Ok(30), |s| s.parse())
         .map_err(|e| format!("seconds: {e}"))?;
+    // With `postgres`, the same run against a throwaway PostgreSQL cluster instead of SQLite.
+    let postgres = if args.iter().any(|a| a == "postgres") {
+        Some(crate::Postgres::start()?)
+    } else {
+        None
+    };
     ensure_wrk()?;
     Command::new("cargo")
         .args(["build", "--release", "-p", "server", "--bin", "portrait"])
@@ -28,9 +36,18 @@ pub fn run(root: &Path, seconds: Option<&str>) -> Result {
 
     let data = root.join("target/bench-data");
     let _ = std::fs::remove_dir_all(&data);
-    let mut server = Server::start(root, &data)?;
+    let mut server = Server::start(root, &data, postgres.as_ref().map(crate::Postgres::url))?;
     let token = server.sign_in()?;
-    println!("machine: {} cores, {}", cores(), cpu_model());
+    println!(
+        "machine: {} cores, {}; database: {}",
+        cores(),
+        cpu_model(),
+        if postgres.is_some() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        }
+    );
 
     for connections in [32, 64] {
         let rss_before = rss_kib(server.child.id());
@@ -67,14 +84,18 @@ struct Server {
 }
 
 impl Server {
-    fn start(root: &Path, data: &Path) -> Result<Self> {
+    fn start(root: &Path, data: &Path, database_url: Option<String>) -> Result<Self> {
         // Measuring whatever else answers there would be worse than not measuring.
         if TcpStream::connect(ADDR).is_ok() {
             return Err(format!(
                 "{ADDR} is already in use: stop what listens there first"
             ));
         }
-        let child = Command::new(root.join("target/release/portrait"))
+        let mut command = Command::new(root.join("target/release/portrait"));
+        if let Some(url) = database_url {
+            command.env("DATABASE_URL", url);
+        }
+        let child = command
             .env("LEPTOS_SITE_ADDR", ADDR)
             .env("LEPTOS_SITE_ROOT", root.join("target/site"))
             .env("PORTRAIT_DATA_DIR", data)

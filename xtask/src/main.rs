@@ -22,9 +22,9 @@ fn main() {
         "run" => run(&root),
         "test" => test(&root),
         "tools" => Tools::ensure(&root, Needs::Everything).map(|_| ()),
-        "bench" => bench::run(&root, env::args().nth(2).as_deref()),
+        "bench" => bench::run(&root, &env::args().skip(2).collect::<Vec<_>>()),
         _ => {
-            eprintln!("usage: cargo xtask <run|test|bench [seconds]|tools>");
+            eprintln!("usage: cargo xtask <run|test|bench [seconds] [postgres]|tools>");
             exit(2);
         }
     };

@@ -139,6 +139,24 @@ impl TestApp {
             .expect("a maintenance pass")
     }
 
+    /// Runs a statement on the app's database from outside the app, as an operator would.
+    pub async fn sql(&self, statement: &str) {
+        use sqlx::Connection;
+        sqlx::any::install_default_drivers();
+        let url = match &self.postgres {
+            Some(database) => database.url(),
+            None => format!(
+                "sqlite://{}",
+                self.data_dir.path().join("portrait.db").display()
+            ),
+        };
+        let mut connection = sqlx::AnyConnection::connect(&url).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(statement.to_owned()))
+            .execute(&mut connection)
+            .await
+            .unwrap();
+    }
+
     /// Every object stored under the user's prefix.
     pub async fn objects_of(&self, user_id: &str) -> Vec<String> {
         let id = app::domain::UserId::parse(user_id).unwrap();

@@ -247,3 +247,60 @@ async fn database_down_is_a_503_that_changes_nothing_and_the_flow_resumes() {
         vec![grant.photo_key.clone()]
     );
 }
+
+#[tokio::test]
+async fn directory_down_delays_the_attribute_and_the_old_objects_deletion_but_loses_neither() {
+    let app = TestApp::spawn().await;
+    let token = app.token(ADA).await;
+    let (first, body) = app.upload_jpeg(&token, jpeg(16, 16)).await;
+    let user_id = body["profile"]["id"].as_str().unwrap().to_owned();
+    let id = app::domain::UserId::parse(user_id.clone()).unwrap();
+
+    // The directory's storage disappears from under the running app: a real failure of that
+    // part alone (the embedded directory keeps its accounts in their own table).
+    app.sql("ALTER TABLE local_accounts RENAME TO local_accounts_offline")
+        .await;
+    let picture = jpeg(24, 24);
+    let grant = app.grant(&token, "image/jpeg", picture.len()).await;
+    app.put(&grant, picture).await;
+    // The picture change itself is committed: the user sees the new picture at once.
+    assert_eq!(
+        app.confirm(&token, &grant.photo_key).await.status(),
+        StatusCode::OK
+    );
+    assert!(app.profile(&token).await["pictureUrl"]
+        .as_str()
+        .unwrap()
+        .contains(&grant.photo_key));
+    // But the directory still names the old key, so the old object must not go yet.
+    assert!(
+        app.stored(&first).await,
+        "deleted before the directory stopped pointing at it"
+    );
+    assert_eq!(
+        app.state.users.queue_depth().await.unwrap(),
+        2,
+        "attribute sync and deletion queued"
+    );
+    let report = app.maintenance_after(LATER).await;
+    assert_eq!(
+        (report.tasks_done, report.tasks_failed),
+        (0, 1),
+        "only the sync is tried"
+    );
+    assert!(app.stored(&first).await);
+
+    app.sql("ALTER TABLE local_accounts_offline RENAME TO local_accounts")
+        .await;
+    app.maintenance_after(LATER).await; // the attribute catches up...
+    assert_eq!(
+        app.directory.picture(&id).await.unwrap().as_deref(),
+        Some(grant.photo_key.as_str())
+    );
+    app.maintenance_after(LATER).await; // ...and only then the old object goes.
+    assert_eq!(app.state.users.queue_depth().await.unwrap(), 0);
+    assert_eq!(
+        app.objects_of(&user_id).await,
+        vec![grant.photo_key.clone()]
+    );
+}
