@@ -116,15 +116,17 @@ fn check_wasm_dependencies(tools: &Tools) -> Result {
         return Err(String::from_utf8_lossy(&output.stderr).into_owned());
     }
     let tree = String::from_utf8_lossy(&output.stdout);
-    let has = |name: &str| tree.lines().any(|l| l.split_whitespace().next() == Some(name));
+    let has = |name: &str| {
+        tree.lines()
+            .any(|l| l.split_whitespace().next() == Some(name))
+    };
     // A check that saw nothing would pass vacuously: the graph must hold what the bundle uses.
     if !has("leptos") || !has("image") {
-        return Err(format!("cargo tree did not show the frontend's graph:\n{tree}"));
+        return Err(format!(
+            "cargo tree did not show the frontend's graph:\n{tree}"
+        ));
     }
-    let found: Vec<&str> = FORBIDDEN
-        .into_iter()
-        .filter(|name| has(name))
-        .collect();
+    let found: Vec<&str> = FORBIDDEN.into_iter().filter(|name| has(name)).collect();
     if found.is_empty() {
         println!("wasm dependency check: none of {FORBIDDEN:?} in the frontend build");
         Ok(())

@@ -133,6 +133,82 @@ mod tests {
         encode_jpeg(&img).unwrap()
     }
 
+    /// A JPEG as a phone writes it: an EXIF segment with an Orientation tag and GPS data.
+    /// `orientation` 6 means "rotate 90° clockwise to display".
+    fn phone_jpeg(pixels: &image::RgbImage, orientation: u16) -> Vec<u8> {
+        let mut tiff = Vec::new();
+        tiff.extend_from_slice(b"II\x2a\x00");
+        tiff.extend_from_slice(&8u32.to_le_bytes()); // IFD0 at 8
+        tiff.extend_from_slice(&2u16.to_le_bytes()); // two entries
+                                                     // Orientation: SHORT, 1 value, inline.
+        tiff.extend_from_slice(&0x0112u16.to_le_bytes());
+        tiff.extend_from_slice(&3u16.to_le_bytes());
+        tiff.extend_from_slice(&1u32.to_le_bytes());
+        tiff.extend_from_slice(&u32::from(orientation).to_le_bytes());
+        // GPS IFD pointer: LONG, 1 value, the GPS IFD right after IFD0 (at 38).
+        tiff.extend_from_slice(&0x8825u16.to_le_bytes());
+        tiff.extend_from_slice(&4u16.to_le_bytes());
+        tiff.extend_from_slice(&1u32.to_le_bytes());
+        tiff.extend_from_slice(&38u32.to_le_bytes());
+        tiff.extend_from_slice(&0u32.to_le_bytes()); // no IFD1
+                                                     // GPS IFD: GPSLatitudeRef = "N".
+        tiff.extend_from_slice(&1u16.to_le_bytes());
+        tiff.extend_from_slice(&0x0001u16.to_le_bytes());
+        tiff.extend_from_slice(&2u16.to_le_bytes());
+        tiff.extend_from_slice(&2u32.to_le_bytes());
+        tiff.extend_from_slice(b"N\0\0\0");
+        tiff.extend_from_slice(&0u32.to_le_bytes());
+        let mut app1 = b"Exif\0\0".to_vec();
+        app1.extend_from_slice(&tiff);
+
+        let plain = encode_jpeg(pixels).unwrap();
+        let mut jpeg = vec![0xFF, 0xD8, 0xFF, 0xE1];
+        jpeg.extend_from_slice(&(app1.len() as u16 + 2).to_be_bytes());
+        jpeg.extend_from_slice(&app1);
+        jpeg.extend_from_slice(&plain[2..]); // everything after the encoder's SOI
+        jpeg
+    }
+
+    /// 40×20, red on the left half, blue on the right.
+    fn left_red_right_blue() -> image::RgbImage {
+        image::RgbImage::from_fn(40, 20, |x, _| {
+            if x < 20 {
+                image::Rgb([230, 20, 20])
+            } else {
+                image::Rgb([20, 20, 230])
+            }
+        })
+    }
+
+    #[test]
+    fn exif_orientation_is_applied_so_phone_photos_are_upright() {
+        let photo = decode(&phone_jpeg(&left_red_right_blue(), 6)).unwrap();
+        // Rotated 90° clockwise: 20 wide, 40 tall, and the left half is now the top half.
+        assert_eq!(photo.dimensions(), (20, 40));
+        let top = photo.full.get_pixel(10, 5).0;
+        let bottom = photo.full.get_pixel(10, 35).0;
+        assert!(top[0] > 150 && top[2] < 100, "top {top:?}");
+        assert!(bottom[2] > 150 && bottom[0] < 100, "bottom {bottom:?}");
+    }
+
+    #[test]
+    fn the_export_carries_no_metadata_even_when_the_input_had_gps() {
+        let input = phone_jpeg(&left_red_right_blue(), 1);
+        let contains =
+            |haystack: &[u8], needle: &[u8]| haystack.windows(needle.len()).any(|w| w == needle);
+        assert!(contains(&input, b"Exif"), "the fixture has EXIF");
+        let output = decode(&input).unwrap().export(Crop::default()).unwrap();
+        for marker in [
+            &b"Exif"[..],
+            b"ICC_PROFILE",
+            b"\xFF\xE1",
+            b"\xFF\xE2",
+            b"\xFF\xED",
+        ] {
+            assert!(!contains(&output, marker), "output holds {marker:?}");
+        }
+    }
+
     #[test]
     fn export_is_a_512_square_jpeg() {
         let photo = decode(&jpeg_of(1600, 1200)).unwrap();

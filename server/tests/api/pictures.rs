@@ -179,7 +179,10 @@ async fn confirming_the_same_key_twice_is_harmless() {
     let (newer, _) = app.upload_jpeg(&token, jpeg(20, 20)).await;
     let message = error_message(app.confirm(&token, &key).await, StatusCode::BAD_REQUEST).await;
     assert_eq!(message, "This upload was already used.");
-    assert!(app.profile(&token).await["pictureUrl"].as_str().unwrap().contains(&newer));
+    assert!(app.profile(&token).await["pictureUrl"]
+        .as_str()
+        .unwrap()
+        .contains(&newer));
 }
 
 #[tokio::test]
