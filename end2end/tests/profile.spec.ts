@@ -217,3 +217,30 @@ test("an expired upload URL is replaced once without asking; a wrong clock is na
     "Failed to upload image to storage: your device's clock is wrong. Set it right and try again.",
   );
 });
+
+test("the editor is a real modal: focus inside, Tab wraps, keys edit and announce, Escape returns focus", async ({ page, request }) => {
+  await removePicture(request, ADA.email);
+  await signIn(page, ADA.email);
+  const dialog = await choosePhoto(page);
+  const preview = dialog.getByLabel("Crop preview");
+  await expect(preview).toBeFocused();
+
+  // Shift+Tab from the first control wraps to the last, Tab from the last back to the first.
+  await page.keyboard.press("Shift+Tab");
+  await expect(dialog.getByRole("button", { name: "Save" })).toBeFocused();
+  await page.keyboard.press("Tab");
+  await expect(preview).toBeFocused();
+
+  // The keyboard edits the crop, and a polite live region says what changed.
+  const live = dialog.locator("[aria-live=polite]");
+  await page.keyboard.press("=");
+  await expect(live).toHaveText("Zoom 110%, rotated 0°");
+  await page.keyboard.press("]");
+  await page.keyboard.press("]");
+  await expect(live).toHaveText("Zoom 110%, rotated 2°");
+  await expect(dialog.getByRole("slider", { name: "Rotate" })).toHaveValue("2");
+
+  await page.keyboard.press("Escape");
+  await expect(dialog).toBeHidden();
+  await expect(page.getByRole("button", { name: "Change profile picture" })).toBeFocused();
+});

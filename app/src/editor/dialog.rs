@@ -104,11 +104,26 @@ pub fn ImageEditor(
             set_crop(&*change);
         }
     };
-    let on_dialog_key = move |ev: web_sys::KeyboardEvent| {
-        if ev.key() == "Escape" && busy.get_untracked().is_none() {
+    let dialog = NodeRef::<html::Div>::new();
+    // Opening the dialog moves focus into it, onto the preview the keyboard edits.
+    Effect::new(move |_| {
+        if let Some(canvas) = canvas.get() {
+            let _ = canvas.focus();
+        }
+    });
+    let on_dialog_key = move |ev: web_sys::KeyboardEvent| match ev.key().as_str() {
+        "Escape" if busy.get_untracked().is_none() => {
             ev.prevent_default();
             on_cancel.run(());
         }
+        // A modal keeps focus inside: Tab from the last control wraps to the first, and
+        // Shift+Tab from the first to the last.
+        "Tab" => {
+            if let Some(dialog) = dialog.get_untracked() {
+                trap_focus(&dialog, &ev);
+            }
+        }
+        _ => {}
     };
 
     let announcement = move || {
@@ -124,6 +139,7 @@ pub fn ImageEditor(
     view! {
         <div class="dialog-backdrop">
             <div
+                node_ref=dialog
                 class="dialog"
                 role="dialog"
                 aria-modal="true"
@@ -219,6 +235,33 @@ pub fn ImageEditor(
                 </div>
             </div>
         </div>
+    }
+}
+
+/// Wraps Tab focus around the dialog's enabled controls.
+fn trap_focus(dialog: &web_sys::HtmlDivElement, ev: &web_sys::KeyboardEvent) {
+    let Ok(controls) = dialog.query_selector_all("button:not([disabled]), input, canvas[tabindex]")
+    else {
+        return;
+    };
+    let (Some(first), Some(last)) = (
+        controls.get(0),
+        controls.length().checked_sub(1).and_then(|i| controls.get(i)),
+    ) else {
+        return;
+    };
+    let active = document().active_element();
+    let at = |node: &web_sys::Node| active.as_ref().is_some_and(|a| a.is_same_node(Some(node)));
+    let target = if ev.shift_key() && at(&first) {
+        last
+    } else if !ev.shift_key() && at(&last) {
+        first
+    } else {
+        return;
+    };
+    if let Ok(element) = target.dyn_into::<web_sys::HtmlElement>() {
+        ev.prevent_default();
+        let _ = element.focus();
     }
 }
 
