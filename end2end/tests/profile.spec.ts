@@ -244,3 +244,30 @@ test("the editor is a real modal: focus inside, Tab wraps, keys edit and announc
   await expect(dialog).toBeHidden();
   await expect(page.getByRole("button", { name: "Change profile picture" })).toBeFocused();
 });
+
+test("dragging pans the photo and the mouse wheel zooms it", async ({ page, request }) => {
+  await removePicture(request, ADA.email);
+  await signIn(page, ADA.email);
+  const dialog = await choosePhoto(page);
+  const preview = dialog.getByLabel("Crop preview");
+  const pixels = () => preview.evaluate((canvas: HTMLCanvasElement) => canvas.toDataURL());
+  const box = (await preview.boundingBox())!;
+  const centre = { x: box.x + box.width / 2, y: box.y + box.height / 2 };
+
+  // The generated photo is 4:3, so at zoom 1 it can move sideways under the circle.
+  const before = await pixels();
+  await page.mouse.move(centre.x, centre.y);
+  await page.mouse.down();
+  await page.mouse.move(centre.x + 60, centre.y, { steps: 6 });
+  await page.mouse.up();
+  await expect.poll(pixels).not.toBe(before);
+
+  // Wheel up zooms in, and the live region says by how much.
+  const live = dialog.locator("[aria-live=polite]");
+  await expect(live).toHaveText("Zoom 100%, rotated 0°");
+  await page.mouse.move(centre.x, centre.y);
+  await page.mouse.wheel(0, -200);
+  await expect(live).not.toHaveText("Zoom 100%, rotated 0°");
+  const zoom = Number(await dialog.getByRole("slider", { name: "Zoom" }).inputValue());
+  expect(zoom).toBeGreaterThan(1.2);
+});
