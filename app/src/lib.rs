@@ -17,6 +17,7 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::components::{Redirect, Route, Router, Routes, A};
+use leptos_router::hooks::use_location;
 use leptos_router::{SsrMode, StaticSegment};
 
 use pages::{LoginPage, ProfilePage, UsersPage};
@@ -58,18 +59,7 @@ pub fn App() -> impl IntoView {
         <Stylesheet id="leptos" href="/pkg/portrait.css" />
         <Title text="Portrait" />
         <Router>
-            <header class="topbar">
-                <A href="/profile" attr:class="brand">
-                    "Portrait"
-                </A>
-                <nav aria-label="Main">
-                    <A href="/profile">"Profile"</A>
-                    <A href="/users">"People"</A>
-                    <button type="button" class="link-button" on:click=|_| sign_out()>
-                        "Sign out"
-                    </button>
-                </nav>
-            </header>
+            <TopBar />
             <main>
                 // Async SSR: the page is rendered only once its data is loaded, so that a missing
                 // session can still become a real 302 to /login (a streamed page has already
@@ -86,6 +76,29 @@ pub fn App() -> impl IntoView {
                 </Routes>
             </main>
         </Router>
+    }
+}
+
+/// The brand, and the navigation once there is somewhere to go (not on the sign-in page).
+#[component]
+fn TopBar() -> impl IntoView {
+    let location = use_location();
+    let signed_in_page = move || location.pathname.get() != "/login";
+    view! {
+        <header class="topbar">
+            <A href="/profile" attr:class="brand">
+                "Portrait"
+            </A>
+            <Show when=signed_in_page>
+                <nav aria-label="Main">
+                    <A href="/profile">"Profile"</A>
+                    <A href="/users">"People"</A>
+                    <button type="button" class="link-button" on:click=|_| sign_out()>
+                        "Sign out"
+                    </button>
+                </nav>
+            </Show>
+        </header>
     }
 }
 

@@ -246,7 +246,10 @@ fn trap_focus(dialog: &web_sys::HtmlDivElement, ev: &web_sys::KeyboardEvent) {
     };
     let (Some(first), Some(last)) = (
         controls.get(0),
-        controls.length().checked_sub(1).and_then(|i| controls.get(i)),
+        controls
+            .length()
+            .checked_sub(1)
+            .and_then(|i| controls.get(i)),
     ) else {
         return;
     };
