@@ -78,16 +78,24 @@ impl Server {
 
     /// Signs Ada in and returns her access token.
     async fn sign_in(&self, http: &reqwest::Client) -> String {
-        let login: Value = http
-            .post(format!("{}/api/auth/login", self.base))
-            .json(&json!({ "email": "ada@example.com", "password": "portrait-demo" }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body = json!({ "email": "ada@example.com", "password": "portrait-demo" });
+        let login = self.post(http, "/api/auth/login", None, body).await;
         login["accessToken"].as_str().unwrap().to_owned()
+    }
+
+    /// POSTs JSON and returns the JSON answer.
+    async fn post(
+        &self,
+        http: &reqwest::Client,
+        path: &str,
+        token: Option<&str>,
+        body: Value,
+    ) -> Value {
+        let mut request = http.post(format!("{}{path}", self.base)).json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.unwrap().json().await.unwrap()
     }
 
     fn terminate(&self) {
@@ -123,16 +131,15 @@ async fn logs_are_json_lines_with_request_ids_and_no_secrets_and_sigterm_loses_n
 
     let token = server.sign_in(&http).await;
     let picture = jpeg();
-    let grant: Value = http
-        .post(url("/api/auth/user/picture/upload-url"))
-        .bearer_auth(&token)
-        .json(&json!({ "fileName": "me.jpg", "contentType": "image/jpeg", "contentLength": picture.len() }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body = json!({ "fileName": "me.jpg", "contentType": "image/jpeg", "contentLength": picture.len() });
+    let grant = server
+        .post(
+            &http,
+            "/api/auth/user/picture/upload-url",
+            Some(&token),
+            body,
+        )
+        .await;
     let put = http
         .put(grant["uploadUrl"].as_str().unwrap())
         .header("content-type", "image/jpeg")
