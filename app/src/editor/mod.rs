@@ -11,7 +11,7 @@ use image::imageops::FilterType;
 use image::{DynamicImage, ImageDecoder, ImageReader, Limits, RgbaImage};
 
 pub use dialog::ImageEditor;
-use transform::{render, Crop};
+use transform::{render, Crop, MAX_ZOOM};
 
 /// Side of the uploaded square picture.
 pub const OUTPUT_SIZE: u32 = 512;
@@ -19,40 +19,41 @@ pub const OUTPUT_SIZE: u32 = 512;
 pub const OUTPUT_QUALITY: u8 = 85;
 /// Side of the working copy the preview renders from, so slider moves never touch the full photo.
 pub const PREVIEW_SOURCE_SIZE: u32 = 1024;
+/// Shortest side of the copy the editor keeps: at the largest zoom the output's 512 pixels span
+/// `short side / MAX_ZOOM` photo pixels, so more than this is never sampled. A 48 MP photo then
+/// costs ~35 MB instead of ~190 MB for as long as the dialog is open.
+pub const MAX_SOURCE_SIZE: u32 = OUTPUT_SIZE * MAX_ZOOM as u32;
 
 /// Refused before decoding: larger files are not photos anyone means to use as an avatar, and
 /// decoding them could exhaust the tab's memory.
 pub const MAX_INPUT_BYTES: usize = 50 * 1024 * 1024;
 pub const MAX_INPUT_PIXELS: u64 = 100_000_000;
 
-/// A decoded photo, upright, with a small copy for the preview.
+/// A decoded photo, upright, at no more resolution than the output can use, with a small copy
+/// for the preview.
 pub struct Photo {
-    pub full: RgbaImage,
+    pub source: RgbaImage,
     pub preview: RgbaImage,
 }
 
 impl Photo {
     pub fn dimensions(&self) -> (u32, u32) {
-        self.full.dimensions()
+        self.source.dimensions()
     }
 
     /// The JPEG to upload: the same transform as the preview, from a copy scaled so that the crop
     /// covers about one photo pixel per output pixel (sharper and faster than sampling 12 MP).
     pub fn export(&self, crop: Crop) -> Result<Vec<u8>, String> {
-        let (w, h) = self.full.dimensions();
+        let (w, h) = self.source.dimensions();
         let needed = (OUTPUT_SIZE as f32 * crop.zoom).ceil() as u32;
         let short_side = w.min(h);
         let scaled;
         let source = if short_side > needed * 2 {
-            let factor = needed as f32 / short_side as f32;
-            let (sw, sh) = (
-                ((w as f32 * factor).round() as u32).max(1),
-                ((h as f32 * factor).round() as u32).max(1),
-            );
-            scaled = image::imageops::resize(&self.full, sw, sh, FilterType::Triangle);
+            let (sw, sh) = with_short_side(w, h, needed);
+            scaled = image::imageops::resize(&self.source, sw, sh, FilterType::Triangle);
             &scaled
         } else {
-            &self.full
+            &self.source
         };
         let picture = render(source, crop, OUTPUT_SIZE);
         encode_jpeg(&picture)
@@ -95,20 +96,32 @@ pub fn decode(bytes: &[u8]) -> Result<Photo, String> {
     if let Some(orientation) = orientation {
         image.apply_orientation(orientation);
     }
-    let full = image.into_rgba8();
-    let preview = preview_copy(&full);
-    Ok(Photo { full, preview })
+    // Shrink in the decoder's own pixel format (RGB for a JPEG) before converting to RGBA, so the
+    // decoded buffer is the only full-resolution copy that ever exists; it is dropped here.
+    let (w, h) = (image.width(), image.height());
+    let source = if w.min(h) > MAX_SOURCE_SIZE {
+        let (sw, sh) = with_short_side(w, h, MAX_SOURCE_SIZE);
+        image.thumbnail_exact(sw, sh).into_rgba8()
+    } else {
+        image.into_rgba8()
+    };
+    let preview = preview_copy(&source);
+    Ok(Photo { source, preview })
 }
 
 fn preview_copy(full: &RgbaImage) -> RgbaImage {
     let (w, h) = full.dimensions();
-    let short_side = w.min(h);
-    if short_side <= PREVIEW_SOURCE_SIZE {
+    if w.min(h) <= PREVIEW_SOURCE_SIZE {
         return full.clone();
     }
-    let factor = PREVIEW_SOURCE_SIZE as f32 / short_side as f32;
-    image::imageops::thumbnail(
-        full,
+    let (pw, ph) = with_short_side(w, h, PREVIEW_SOURCE_SIZE);
+    image::imageops::thumbnail(full, pw, ph)
+}
+
+/// `w`×`h` scaled so that the shorter side is `short_side`, keeping the aspect ratio.
+fn with_short_side(w: u32, h: u32, short_side: u32) -> (u32, u32) {
+    let factor = short_side as f32 / w.min(h).max(1) as f32;
+    (
         ((w as f32 * factor).round() as u32).max(1),
         ((h as f32 * factor).round() as u32).max(1),
     )
@@ -185,8 +198,8 @@ mod tests {
         let photo = decode(&phone_jpeg(&left_red_right_blue(), 6)).unwrap();
         // Rotated 90° clockwise: 20 wide, 40 tall, and the left half is now the top half.
         assert_eq!(photo.dimensions(), (20, 40));
-        let top = photo.full.get_pixel(10, 5).0;
-        let bottom = photo.full.get_pixel(10, 35).0;
+        let top = photo.source.get_pixel(10, 5).0;
+        let bottom = photo.source.get_pixel(10, 35).0;
         assert!(top[0] > 150 && top[2] < 100, "top {top:?}");
         assert!(bottom[2] > 150 && bottom[0] < 100, "bottom {bottom:?}");
     }
@@ -216,6 +229,23 @@ mod tests {
         let bytes = photo.export(Crop::default()).unwrap();
         assert!(bytes.starts_with(&[0xFF, 0xD8, 0xFF]));
         let out = image::load_from_memory(&bytes).unwrap();
+        assert_eq!((out.width(), out.height()), (OUTPUT_SIZE, OUTPUT_SIZE));
+    }
+
+    #[test]
+    fn a_large_photo_is_kept_only_at_the_resolution_the_output_can_use() {
+        let photo = decode(&jpeg_of(MAX_SOURCE_SIZE * 2, MAX_SOURCE_SIZE * 3 / 2)).unwrap();
+        assert_eq!(
+            photo.dimensions(),
+            (MAX_SOURCE_SIZE * 4 / 3, MAX_SOURCE_SIZE),
+            "aspect ratio kept, short side capped"
+        );
+        assert_eq!(photo.preview.height(), PREVIEW_SOURCE_SIZE);
+        let crop = Crop {
+            zoom: MAX_ZOOM,
+            ..Crop::default()
+        };
+        let out = image::load_from_memory(&photo.export(crop).unwrap()).unwrap();
         assert_eq!((out.width(), out.height()), (OUTPUT_SIZE, OUTPUT_SIZE));
     }
 
