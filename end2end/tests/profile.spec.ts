@@ -29,33 +29,70 @@ async function removePicture(request: APIRequestContext, email: string) {
   expect(removed.ok()).toBeTruthy();
 }
 
-/** A photo made by the browser itself, so the tests need no fixture files. */
-async function photo(page: Page, width = 1200, height = 900): Promise<Buffer> {
+/** A photo made by the browser itself, so the tests need no fixture files. With `halves`, the
+ * left half is red and the right half blue, so which way up it ended is easy to check. */
+async function photo(page: Page, width = 1200, height = 900, halves = false): Promise<Buffer> {
   const bytes = await page.evaluate(
-    async ([w, h]) => {
+    async ([w, h, halves]) => {
       const canvas = new OffscreenCanvas(w, h);
       const ctx = canvas.getContext("2d")!;
-      const gradient = ctx.createLinearGradient(0, 0, w, h);
-      gradient.addColorStop(0, "#f97316");
-      gradient.addColorStop(1, "#4f46e5");
-      ctx.fillStyle = gradient;
-      ctx.fillRect(0, 0, w, h);
-      ctx.fillStyle = "#ffffff";
-      ctx.beginPath();
-      ctx.arc(w / 2, h / 2, Math.min(w, h) / 4, 0, Math.PI * 2);
-      ctx.fill();
+      if (halves) {
+        ctx.fillStyle = "#e61414";
+        ctx.fillRect(0, 0, w / 2, h);
+        ctx.fillStyle = "#1414e6";
+        ctx.fillRect(w / 2, 0, w / 2, h);
+      } else {
+        const gradient = ctx.createLinearGradient(0, 0, w, h);
+        gradient.addColorStop(0, "#f97316");
+        gradient.addColorStop(1, "#4f46e5");
+        ctx.fillStyle = gradient;
+        ctx.fillRect(0, 0, w, h);
+        ctx.fillStyle = "#ffffff";
+        ctx.beginPath();
+        ctx.arc(w / 2, h / 2, Math.min(w, h) / 4, 0, Math.PI * 2);
+        ctx.fill();
+      }
       const blob = await canvas.convertToBlob({ type: "image/jpeg", quality: 0.9 });
       return Array.from(new Uint8Array(await blob.arrayBuffer()));
     },
-    [width, height],
+    [width, height, halves] as const,
   );
   return Buffer.from(bytes);
 }
 
-async function choosePhoto(page: Page) {
+/** `jpeg` as a phone writes it: an EXIF APP1 segment with an Orientation tag and a GPS IFD
+ * (GPSLatitudeRef "N"), built by hand: a few bytes of little-endian TIFF. */
+function withExif(jpeg: Buffer, orientation: number): Buffer {
+  const tiff = Buffer.alloc(56);
+  tiff.write("II", 0, "latin1");
+  tiff.writeUInt16LE(42, 2);
+  tiff.writeUInt32LE(8, 4); // IFD0 at 8, two entries
+  tiff.writeUInt16LE(2, 8);
+  tiff.writeUInt16LE(0x0112, 10); // Orientation, SHORT, 1 value, inline
+  tiff.writeUInt16LE(3, 12);
+  tiff.writeUInt32LE(1, 14);
+  tiff.writeUInt16LE(orientation, 18);
+  tiff.writeUInt16LE(0x8825, 22); // GPS IFD pointer, LONG, 1 value: right after IFD0
+  tiff.writeUInt16LE(4, 24);
+  tiff.writeUInt32LE(1, 26);
+  tiff.writeUInt32LE(38, 30);
+  tiff.writeUInt32LE(0, 34); // no IFD1
+  tiff.writeUInt16LE(1, 38); // GPS IFD: GPSLatitudeRef, ASCII, 2 bytes, inline
+  tiff.writeUInt16LE(1, 40);
+  tiff.writeUInt16LE(2, 42);
+  tiff.writeUInt32LE(2, 44);
+  tiff.write("N\0", 48, "latin1");
+  tiff.writeUInt32LE(0, 52);
+  const app1 = Buffer.concat([Buffer.from("Exif\0\0", "latin1"), tiff]);
+  const header = Buffer.from([0xff, 0xd8, 0xff, 0xe1, 0, 0]);
+  header.writeUInt16BE(app1.length + 2, 4);
+  return Buffer.concat([header, app1, jpeg.subarray(2)]);
+}
+
+async function choosePhoto(page: Page, buffer?: Buffer) {
   const chooser = page.waitForEvent("filechooser");
   await page.getByRole("button", { name: "Change profile picture" }).click();
-  await (await chooser).setFiles({ name: "holiday.jpg", mimeType: "image/jpeg", buffer: await photo(page) });
+  await (await chooser).setFiles({ name: "holiday.jpg", mimeType: "image/jpeg", buffer: buffer ?? (await photo(page)) });
   return page.getByRole("dialog", { name: "Edit & Adjust Profile Image" });
 }
 
@@ -270,4 +307,64 @@ test("dragging pans the photo and the mouse wheel zooms it", async ({ page, requ
   await expect(live).not.toHaveText("Zoom 100%, rotated 0°");
   const zoom = Number(await dialog.getByRole("slider", { name: "Zoom" }).inputValue());
   expect(zoom).toBeGreaterThan(1.2);
+});
+
+test("a sideways phone photo with GPS is uploaded upright and with no metadata at all", async ({ page, request }) => {
+  await removePicture(request, ADA.email);
+  await signIn(page, ADA.email);
+  // Stored 1200×900 with red on the left; Orientation 6 says "turn 90° clockwise to show", so
+  // upright it is 900×1200 with red on top.
+  const input = withExif(await photo(page, 1200, 900, true), 6);
+  expect(input.includes(Buffer.from("Exif"))).toBeTruthy();
+  const uploads: Buffer[] = [];
+  page.on("request", (r) => {
+    const body = r.postDataBuffer();
+    if (r.method() === "PUT" && body) uploads.push(body);
+  });
+  const dialog = await choosePhoto(page, input);
+  await dialog.getByRole("button", { name: "Save" }).click();
+  await expect(dialog).toBeHidden();
+
+  expect(uploads).toHaveLength(1);
+  const uploaded = uploads[0];
+  expect([...uploaded.subarray(0, 2)]).toEqual([0xff, 0xd8]);
+  for (const marker of ["Exif", "ICC_PROFILE", "\xff\xe1", "\xff\xe2", "\xff\xed"]) {
+    expect(uploaded.includes(Buffer.from(marker, "latin1")), `upload holds ${JSON.stringify(marker)}`).toBeFalsy();
+  }
+  // Decoded by the browser: red at the top, blue at the bottom.
+  const [top, bottom] = await page.evaluate(async (bytes) => {
+    const bitmap = await createImageBitmap(new Blob([new Uint8Array(bytes)], { type: "image/jpeg" }));
+    const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+    const ctx = canvas.getContext("2d")!;
+    ctx.drawImage(bitmap, 0, 0);
+    const at = (y: number) => Array.from(ctx.getImageData(bitmap.width / 2, y, 1, 1).data.slice(0, 3));
+    return [at(bitmap.height / 8), at((bitmap.height * 7) / 8)];
+  }, Array.from(uploaded));
+  expect(top[0]).toBeGreaterThan(150);
+  expect(top[2]).toBeLessThan(100);
+  expect(bottom[2]).toBeGreaterThan(150);
+  expect(bottom[0]).toBeLessThan(100);
+});
+
+test("pinching with two fingers zooms", async ({ page, request }) => {
+  await removePicture(request, ADA.email);
+  await signIn(page, ADA.email);
+  const dialog = await choosePhoto(page);
+  const preview = dialog.getByLabel("Crop preview");
+  // Two touch pointers 40 px apart; the second moves out to 80 px apart: twice the zoom.
+  await preview.evaluate((canvas: HTMLCanvasElement) => {
+    const box = canvas.getBoundingClientRect();
+    const [x, y] = [box.left + box.width / 2, box.top + box.height / 2];
+    const touch = (type: string, pointerId: number, clientX: number) =>
+      canvas.dispatchEvent(
+        new PointerEvent(type, { pointerId, pointerType: "touch", clientX, clientY: y, bubbles: true }),
+      );
+    touch("pointerdown", 11, x - 20);
+    touch("pointerdown", 12, x + 20);
+    touch("pointermove", 12, x + 60);
+    touch("pointerup", 12, x + 60);
+    touch("pointerup", 11, x - 20);
+  });
+  await expect(dialog.locator("[aria-live=polite]")).toHaveText("Zoom 200%, rotated 0°");
+  await expect(dialog.getByRole("slider", { name: "Zoom" })).toHaveValue("2");
 });

@@ -44,7 +44,8 @@ pub fn ImageEditor(
         }
     });
 
-    let drag_from = StoredValue::new(None::<(f64, f64)>);
+    // Pointers down on the preview, with their last positions: one pans, two pinch-zoom.
+    let pointers = StoredValue::new(Vec::<(i32, f64, f64)>::new());
     let view_size = move || {
         canvas
             .get_untracked()
@@ -55,17 +56,41 @@ pub fn ImageEditor(
         if let Some(canvas) = canvas.get_untracked() {
             let _ = canvas.set_pointer_capture(ev.pointer_id());
         }
-        drag_from.set_value(Some((ev.client_x() as f64, ev.client_y() as f64)));
+        let down = (ev.pointer_id(), ev.client_x() as f64, ev.client_y() as f64);
+        pointers.update_value(|p| p.push(down));
     };
     let on_pointer_move = move |ev: web_sys::PointerEvent| {
-        if let Some((x0, y0)) = drag_from.get_value() {
-            let (x, y) = (ev.client_x() as f64, ev.client_y() as f64);
-            drag_from.set_value(Some((x, y)));
-            let size = view_size();
-            set_crop(&|c| c.dragged((x - x0) as f32, (y - y0) as f32, size, width, height));
+        let (id, x, y) = (ev.pointer_id(), ev.client_x() as f64, ev.client_y() as f64);
+        let mut down = pointers.get_value();
+        let Some(i) = down.iter().position(|p| p.0 == id) else {
+            return;
+        };
+        let spread = |p: &[(i32, f64, f64)]| (p[0].1 - p[1].1).hypot(p[0].2 - p[1].2);
+        let spread_before = (down.len() >= 2).then(|| spread(&down));
+        let (dx, dy) = (x - down[i].1, y - down[i].2);
+        down[i] = (id, x, y);
+        let spread_after = (down.len() >= 2).then(|| spread(&down));
+        pointers.set_value(down);
+        match (spread_before, spread_after) {
+            (None, _) => {
+                let size = view_size();
+                set_crop(&|c| c.dragged(dx as f32, dy as f32, size, width, height));
+            }
+            // Pinch: the zoom follows the distance between the two fingers.
+            (Some(before), Some(after)) if before > 0.0 => {
+                let ratio = (after / before) as f32;
+                set_crop(&|c| Crop {
+                    zoom: c.zoom * ratio,
+                    ..c
+                });
+            }
+            _ => {}
         }
     };
-    let on_pointer_up = move |_: web_sys::PointerEvent| drag_from.set_value(None);
+    let on_pointer_up = move |ev: web_sys::PointerEvent| {
+        let id = ev.pointer_id();
+        pointers.update_value(|p| p.retain(|q| q.0 != id));
+    };
     let on_wheel = move |ev: web_sys::WheelEvent| {
         ev.prevent_default();
         let factor = (-ev.delta_y() as f32 * 0.002).exp();
@@ -166,7 +191,7 @@ pub fn ImageEditor(
                     <div class="crop-ring" aria-hidden="true"></div>
                 </div>
                 <p id="crop-help" class="hint">
-                    "Drag to move, scroll to zoom. Keyboard: arrows move, + and − zoom, [ and ] rotate."
+                    "Drag to move, scroll or pinch to zoom. Keyboard: arrows move, + and − zoom, [ and ] rotate."
                 </p>
                 <p class="visually-hidden" aria-live="polite">{announcement}</p>
                 <div class="editor-controls">
