@@ -71,6 +71,7 @@ fn test(root: &Path) -> Result {
         .status_ok()?;
     drop(postgres);
     check_wasm_dependencies(&tools)?;
+    lint_deployment(&tools)?;
     // The browser tests get a server with a fresh data directory: the demo accounts as seeded,
     // nothing left over from a previous run or from `cargo xtask run`.
     let data = root.join("target/e2e-data");
@@ -79,6 +80,33 @@ fn test(root: &Path) -> Result {
         .cmd("cargo", &["leptos", "end-to-end"])
         .env("PORTRAIT_DATA_DIR", &data)
         .status_ok()
+}
+
+/// The CloudFormation in `deploy/` is checked with cfn-lint (PyPI), installed once into a
+/// virtualenv in the tool cache so that it never touches the system's Python.
+fn lint_deployment(tools: &Tools) -> Result {
+    let venv = tools.bin.parent().expect("tool cache").join("venv");
+    let lint = venv.join("bin/cfn-lint");
+    if !lint.exists() {
+        println!("installing cfn-lint into {}", venv.display());
+        tools
+            .cmd("python3", &["-m", "venv"])
+            .arg(&venv)
+            .status_ok()?;
+        Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "cfn-lint"])
+            .status_ok()?;
+    }
+    let mut templates: Vec<PathBuf> = std::fs::read_dir(tools.root.join("deploy"))
+        .map_err(|e| format!("deploy/: {e}"))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
+        .collect();
+    templates.sort();
+    if templates.is_empty() {
+        return Err("no templates in deploy/".into());
+    }
+    Command::new(&lint).args(&templates).status_ok()
 }
 
 /// Server-only crates must never reach the browser bundle: it would bloat it, and most of them
