@@ -16,10 +16,23 @@ pub struct LoginRequest {
 pub struct LoginResponse {
     pub access_token: String,
     pub id_token: String,
-    /// Seconds until both tokens expire.
+    /// Trades for new tokens at `POST /api/auth/refresh`. Absent from a refresh's response:
+    /// the one used stays valid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    /// Seconds until the access and id tokens expire.
     pub expires_in: u64,
     /// Always "Bearer".
     pub token_type: String,
+}
+
+/// API clients send the refresh token in the body; the browser app sends nothing and the
+/// HttpOnly refresh cookie is used.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RefreshRequest {
+    #[serde(default)]
+    pub refresh_token: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -7,12 +7,12 @@ use leptos::prelude::*;
 
 use crate::api::{
     ConfirmUploadRequest, LoginRequest, LoginResponse, MessageResponse, PictureResponse, Profile,
-    UploadUrlRequest, UploadUrlResponse, UserSummary,
+    RefreshRequest, UploadUrlRequest, UploadUrlResponse, UserSummary,
 };
 use crate::error::ApiError;
 
 #[cfg(feature = "ssr")]
-use crate::service::{respond, AppState, AuthUser};
+use crate::service::{request_headers, respond, AppState, AuthUser};
 
 #[cfg(feature = "ssr")]
 async fn authenticated() -> Result<(AppState, AuthUser), ApiError> {
@@ -22,18 +22,32 @@ async fn authenticated() -> Result<(AppState, AuthUser), ApiError> {
 }
 
 #[cfg(feature = "ssr")]
-fn set_cookie(value: String) {
+fn set_cookies(values: Vec<String>) {
     let options = expect_context::<leptos_axum::ResponseOptions>();
-    if let Ok(value) = http::HeaderValue::from_str(&value) {
-        options.append_header(http::header::SET_COOKIE, value);
+    for value in values {
+        if let Ok(value) = http::HeaderValue::from_str(&value) {
+            options.append_header(http::header::SET_COOKIE, value);
+        }
     }
 }
 
 #[server(prefix = "/api", endpoint = "auth/login", input = server_fn::codec::Json, output = server_fn::codec::Json)]
 pub async fn login(#[server(flatten)] req: LoginRequest) -> Result<LoginResponse, ApiError> {
     respond(async move {
-        let (response, cookie) = AppState::current()?.sign_in(req).await?;
-        set_cookie(cookie);
+        let (response, cookies) = AppState::current()?.sign_in(req).await?;
+        set_cookies(cookies);
+        Ok(response)
+    })
+    .await
+}
+
+/// New tokens for a refresh token; the browser app calls it before its access token expires.
+#[server(prefix = "/api", endpoint = "auth/refresh", input = server_fn::codec::Json, output = server_fn::codec::Json)]
+pub async fn refresh(#[server(flatten)] req: RefreshRequest) -> Result<LoginResponse, ApiError> {
+    respond(async move {
+        let headers = request_headers().await?;
+        let (response, cookies) = AppState::current()?.refresh(req, &headers).await?;
+        set_cookies(cookies);
         Ok(response)
     })
     .await
@@ -42,7 +56,7 @@ pub async fn login(#[server(flatten)] req: LoginRequest) -> Result<LoginResponse
 #[server(prefix = "/api", endpoint = "auth/logout", input = server_fn::codec::Json, output = server_fn::codec::Json)]
 pub async fn logout() -> Result<MessageResponse, ApiError> {
     respond(async move {
-        set_cookie(AppState::current()?.sign_out_cookie());
+        set_cookies(AppState::current()?.sign_out_cookies());
         Ok(MessageResponse {
             message: "Signed out.".into(),
         })

@@ -47,6 +47,63 @@ pub enum StorageConfig {
 pub enum IdentityConfig {
     /// The local issuer with the seeded demo accounts.
     Embedded,
+    Cognito(CognitoConfig),
+}
+
+#[derive(Debug, Clone)]
+pub struct CognitoConfig {
+    pub user_pool_id: String,
+    pub client_id: String,
+    /// The pool's region, read from its id (`eu-west-1_AbC123`): a pool lives in one region,
+    /// so there is nothing to keep in sync with `AWS_REGION`.
+    pub region: String,
+    /// A local stand-in for the Cognito API (moto), instead of AWS.
+    pub endpoint_url: Option<String>,
+    /// Where the signing keys are published. Stand-ins publish them locally while signing
+    /// AWS's issuer URL, so the two are configured apart.
+    pub jwks_url: String,
+    /// The `iss` every token must carry.
+    pub issuer: String,
+}
+
+impl CognitoConfig {
+    fn from_vars<'a>(get: &impl Fn(&str) -> Option<&'a str>) -> Result<Option<Self>, ConfigError> {
+        let Some(user_pool_id) = get("COGNITO_USER_POOL_ID") else {
+            return Ok(None);
+        };
+        let client_id = get("COGNITO_CLIENT_ID").ok_or(ConfigError {
+            name: "COGNITO_CLIENT_ID",
+            problem: "must be set when COGNITO_USER_POOL_ID is".into(),
+        })?;
+        let region = match user_pool_id.split_once('_') {
+            Some((region, rest)) if !region.is_empty() && !rest.is_empty() => region,
+            _ => {
+                return Err(ConfigError {
+                    name: "COGNITO_USER_POOL_ID",
+                    problem: format!("{user_pool_id:?} is not a pool id like eu-west-1_AbC123"),
+                })
+            }
+        };
+        let endpoint_url = get("COGNITO_ENDPOINT_URL").map(|u| u.trim_end_matches('/').to_owned());
+        let issuer = get("COGNITO_ISSUER").map_or_else(
+            || format!("https://cognito-idp.{region}.amazonaws.com/{user_pool_id}"),
+            str::to_owned,
+        );
+        // AWS publishes the keys under the issuer; a stand-in under its own endpoint.
+        let jwks_url = match (get("COGNITO_JWKS_URL"), &endpoint_url) {
+            (Some(url), _) => url.to_owned(),
+            (None, Some(endpoint)) => format!("{endpoint}/{user_pool_id}/.well-known/jwks.json"),
+            (None, None) => format!("{issuer}/.well-known/jwks.json"),
+        };
+        Ok(Some(Self {
+            user_pool_id: user_pool_id.to_owned(),
+            client_id: client_id.to_owned(),
+            region: region.to_owned(),
+            endpoint_url,
+            jwks_url,
+            issuer,
+        }))
+    }
 }
 
 /// A variable that is set but wrong. Start-up stops with this message.
@@ -122,7 +179,8 @@ impl Config {
             data_dir,
             database_url,
             storage,
-            identity: IdentityConfig::Embedded,
+            identity: CognitoConfig::from_vars(&get)?
+                .map_or(IdentityConfig::Embedded, IdentityConfig::Cognito),
             upload_url_ttl: secs("PORTRAIT_UPLOAD_URL_TTL_SECS", 300)?,
             read_url_ttl: secs("PORTRAIT_READ_URL_TTL_SECS", 900)?,
             extra_origins: get("PORTRAIT_ALLOWED_ORIGINS")
@@ -216,5 +274,37 @@ mod tests {
         assert_eq!(e.name, "DATABASE_URL");
         let e = config(&[("S3_BUCKET", "b"), ("S3_FORCE_PATH_STYLE", "maybe")]).unwrap_err();
         assert_eq!(e.name, "S3_FORCE_PATH_STYLE");
+        let e = config(&[("COGNITO_USER_POOL_ID", "eu-west-1_AbC123")]).unwrap_err();
+        assert_eq!(e.name, "COGNITO_CLIENT_ID");
+        let e = config(&[
+            ("COGNITO_USER_POOL_ID", "AbC123"),
+            ("COGNITO_CLIENT_ID", "c"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.name, "COGNITO_USER_POOL_ID");
+    }
+
+    #[test]
+    fn cognito_issuer_and_keys_derive_from_the_pool() {
+        let pool = ("COGNITO_USER_POOL_ID", "eu-west-1_AbC123");
+        let client = ("COGNITO_CLIENT_ID", "abc");
+        let IdentityConfig::Cognito(aws) = config(&[pool, client]).unwrap().identity else {
+            panic!("Cognito expected");
+        };
+        let issuer = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbC123";
+        assert_eq!(aws.region, "eu-west-1");
+        assert_eq!(aws.issuer, issuer);
+        assert_eq!(aws.jwks_url, format!("{issuer}/.well-known/jwks.json"));
+
+        let endpoint = ("COGNITO_ENDPOINT_URL", "http://127.0.0.1:5000/");
+        let IdentityConfig::Cognito(local) = config(&[pool, client, endpoint]).unwrap().identity
+        else {
+            panic!("Cognito expected");
+        };
+        assert_eq!(local.issuer, issuer, "stand-ins sign AWS's issuer");
+        assert_eq!(
+            local.jwks_url,
+            "http://127.0.0.1:5000/eu-west-1_AbC123/.well-known/jwks.json"
+        );
     }
 }

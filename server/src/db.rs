@@ -304,13 +304,16 @@ impl UserStore for SqlUserStore {
     async fn ensure(&self, user: &NewUser) -> PortResult<()> {
         let joined = OffsetDateTime::now_utc().date().to_string();
         sqlx::query(
-            "INSERT INTO users (id, email, name, phone, joined_at) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO users (id, email, name, phone, role, joined_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (id) DO UPDATE SET email = excluded.email, name = excluded.name, \
+             phone = excluded.phone, role = excluded.role",
         )
         .bind(user.id.as_str())
         .bind(&user.email)
         .bind(&user.name)
         .bind(user.phone.as_deref())
+        .bind(&user.role)
         .bind(joined)
         .execute(&self.db.write)
         .await

@@ -1,6 +1,7 @@
 //! The Portrait server: configuration, infrastructure and wiring. The use cases live in
 //! `app::service`; this crate provides the implementations of its ports.
 
+pub mod cognito;
 pub mod config;
 pub mod db;
 pub mod embedded;

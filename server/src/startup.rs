@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use app::domain::{ImageContentType, PhotoKey, UserId};
 
-use app::service::ports::{BoxError, ObjectStore};
+use app::service::ports::{BoxError, Directory, ObjectStore, TokenVerifier};
 use app::service::{AppState, Metrics, Settings, UploadLimits};
 use app::{shell, App};
 use axum::routing::get;
@@ -18,8 +18,9 @@ use leptos_axum::{generate_route_list, LeptosRoutes};
 use tokio::net::TcpListener;
 use tower_http::limit::RequestBodyLimitLayer;
 
-use crate::config::{Config, StorageConfig};
-use crate::db::{self, SqlUserStore};
+use crate::cognito::CognitoDirectory;
+use crate::config::{CognitoConfig, Config, IdentityConfig, StorageConfig};
+use crate::db::{self, Database, SqlUserStore};
 use crate::embedded::issuer::{seed_demo_users, EmbeddedDirectory, LocalIssuer, LOCAL_CLIENT_ID};
 use crate::embedded::s3::EmbeddedS3;
 use crate::http::{api_guard, record_latency, request_tracing, security_headers, BODY_LIMIT_BYTES};
@@ -33,8 +34,8 @@ pub struct Application {
     pub addr: SocketAddr,
     /// The embedded S3 server, when storage is embedded.
     pub embedded_s3: Option<Arc<EmbeddedS3>>,
-    /// The embedded directory, for tests that inspect the `picture` attribute.
-    pub directory: Arc<EmbeddedDirectory>,
+    /// The directory, for tests that inspect the `picture` attribute.
+    pub directory: Arc<dyn Directory>,
     /// The object store the app uses, for tests that check what is really stored.
     pub storage: Arc<dyn ObjectStore>,
     /// The state the requests use (tests run maintenance passes through it).
@@ -66,6 +67,13 @@ impl Application {
 
         let db = db::connect(&config.database_url).await?;
 
+        // The AWS configuration (credential chain, region) is loaded once, and only when a
+        // production part needs it.
+        let aws = match (&config.storage, &config.identity) {
+            (StorageConfig::Embedded { .. }, IdentityConfig::Embedded) => None,
+            _ => Some(aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await),
+        };
+
         let (storage, embedded_s3): (Arc<dyn ObjectStore>, _) = match &config.storage {
             StorageConfig::Embedded { addr } => {
                 let s3 = Arc::new(EmbeddedS3::start(&config.data_dir, *addr, origins).await?);
@@ -76,9 +84,9 @@ impl Application {
                 endpoint_url,
                 force_path_style,
             } => {
-                let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+                let aws = aws.as_ref().expect("loaded for external storage");
                 let mut builder =
-                    aws_sdk_s3::config::Builder::from(&shared).force_path_style(*force_path_style);
+                    aws_sdk_s3::config::Builder::from(aws).force_path_style(*force_path_style);
                 if let Some(url) = endpoint_url {
                     builder = builder.endpoint_url(url);
                 }
@@ -88,25 +96,21 @@ impl Application {
             }
         };
 
-        let issuer_url = format!("{self_origin}/issuer");
-        let issuer = Arc::new(LocalIssuer::load_or_create(
-            &config.data_dir,
-            issuer_url.clone(),
-        )?);
-        seed_demo_users(&db.write).await?;
-        let directory = Arc::new(EmbeddedDirectory::new(db.clone(), issuer.clone()));
-        let tokens = Arc::new(JwksVerifier::new(
-            format!("{issuer_url}/.well-known/jwks.json"),
-            issuer_url,
-            LOCAL_CLIENT_ID.to_owned(),
-        ));
+        let identity = match &config.identity {
+            IdentityConfig::Embedded => {
+                Identity::embedded(&config.data_dir, &db, &self_origin).await?
+            }
+            IdentityConfig::Cognito(cognito) => {
+                Identity::cognito(cognito, aws.as_ref().expect("loaded for Cognito"))
+            }
+        };
 
         let storage_origin = storage_origin(storage.as_ref()).await?;
         let state = AppState {
             users: Arc::new(SqlUserStore::new(db)),
             storage: storage.clone(),
-            directory: directory.clone(),
-            tokens,
+            directory: identity.directory.clone(),
+            tokens: identity.tokens,
             metrics: Arc::new(Metrics::default()),
             limits: Arc::new(UploadLimits::new(
                 config.upload_urls_per_minute,
@@ -119,12 +123,7 @@ impl Application {
                 storage_origin: Some(storage_origin),
             },
         };
-        let jwks = issuer.jwks().clone();
-        let issuer_routes = Router::new().route(
-            "/issuer/.well-known/jwks.json",
-            get(move || async move { Json(jwks) }),
-        );
-        let router = router(config.leptos, state.clone(), issuer_routes);
+        let router = router(config.leptos, state.clone(), identity.routes);
 
         let metrics_listener = match config.metrics_addr {
             Some(addr) => Some(TcpListener::bind(addr).await?),
@@ -140,7 +139,7 @@ impl Application {
             router,
             addr,
             embedded_s3,
-            directory,
+            directory: identity.directory,
             storage,
             state,
             maintenance_interval: config.maintenance_interval,
@@ -159,6 +158,63 @@ impl Application {
         let served = crate::http::serve(self.listener, self.router, shutdown_signal()).await;
         maintenance.abort();
         served
+    }
+}
+
+/// Who signs users in and how their tokens are checked.
+struct Identity {
+    directory: Arc<dyn Directory>,
+    tokens: Arc<dyn TokenVerifier>,
+    /// Routes the identity provider needs on the app's own listener.
+    routes: Router,
+}
+
+impl Identity {
+    /// The local issuer, publishing its JWKS at `/issuer/...`, with the demo accounts.
+    async fn embedded(
+        data_dir: &std::path::Path,
+        db: &Database,
+        self_origin: &str,
+    ) -> Result<Self, BoxError> {
+        let issuer_url = format!("{self_origin}/issuer");
+        let issuer = Arc::new(LocalIssuer::load_or_create(data_dir, issuer_url.clone())?);
+        seed_demo_users(&db.write).await?;
+        let jwks = issuer.jwks().clone();
+        Ok(Self {
+            directory: Arc::new(EmbeddedDirectory::new(db.clone(), issuer)),
+            // Verified over HTTP from the published JWKS, exactly as Cognito's tokens are.
+            tokens: Arc::new(JwksVerifier::new(
+                format!("{issuer_url}/.well-known/jwks.json"),
+                issuer_url,
+                LOCAL_CLIENT_ID.to_owned(),
+            )),
+            routes: Router::new().route(
+                "/issuer/.well-known/jwks.json",
+                get(move || async move { Json(jwks) }),
+            ),
+        })
+    }
+
+    fn cognito(config: &CognitoConfig, aws: &aws_config::SdkConfig) -> Self {
+        let mut builder = aws_sdk_cognitoidentityprovider::config::Builder::from(aws)
+            .region(aws_config::Region::new(config.region.clone()));
+        if let Some(url) = &config.endpoint_url {
+            builder = builder.endpoint_url(url);
+        }
+        let client = aws_sdk_cognitoidentityprovider::Client::from_conf(builder.build());
+        Self {
+            directory: Arc::new(CognitoDirectory::new(
+                client,
+                config.user_pool_id.clone(),
+                config.client_id.clone(),
+            )),
+            tokens: Arc::new(JwksVerifier::new(
+                config.jwks_url.clone(),
+                config.issuer.clone(),
+                config.client_id.clone(),
+            )),
+            routes: Router::new(),
+        }
     }
 }
 

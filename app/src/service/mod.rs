@@ -8,6 +8,7 @@ mod metrics;
 mod pictures;
 pub mod ports;
 mod security;
+mod session;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use std::time::Duration;
 
 use leptos::prelude::use_context;
 
-pub use auth::{AuthUser, SESSION_COOKIE};
+pub use auth::{request_headers, AuthUser, REFRESH_COOKIE, SESSION_COOKIE};
 pub use limits::UploadLimits;
 pub use maintenance::MaintenanceReport;
 pub use metrics::{Metrics, RequestLabels};

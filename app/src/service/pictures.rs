@@ -1,4 +1,4 @@
-//! The use cases: sign-in, profile, user list, and the three-step picture upload.
+//! The use cases: profile, user list, and the three-step picture upload.
 
 use std::io::Cursor;
 use std::time::Duration;
@@ -6,13 +6,9 @@ use std::time::Duration;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use super::auth::session_cookie_header;
 use super::ports::{IssuedUpload, ObjectInfo, UserRecord};
 use super::{AppState, AuthUser};
-use crate::api::{
-    LoginRequest, LoginResponse, PictureResponse, Profile, UploadUrlRequest, UploadUrlResponse,
-    UserSummary,
-};
+use crate::api::{PictureResponse, Profile, UploadUrlRequest, UploadUrlResponse, UserSummary};
 use crate::domain::{check_file_name, initials, ContentLength, ImageContentType, PhotoKey, UserId};
 use crate::error::ApiError;
 
@@ -61,37 +57,6 @@ fn random_u64() -> u64 {
 }
 
 impl AppState {
-    pub async fn sign_in(&self, req: LoginRequest) -> Result<(LoginResponse, String), ApiError> {
-        let email = req.email.trim();
-        if email.is_empty() || req.password.is_empty() {
-            return Err(ApiError::bad_request("Email and password are required."));
-        }
-        let signed_in = self
-            .directory
-            .sign_in(email, &req.password)
-            .await?
-            .ok_or_else(|| ApiError::new(401, "Incorrect email or password."))?;
-        self.users.ensure(&signed_in.user).await?;
-        let tokens = signed_in.tokens;
-        let cookie = session_cookie_header(
-            &tokens.access_token,
-            tokens.expires_in,
-            self.settings.secure_cookies,
-        );
-        let response = LoginResponse {
-            access_token: tokens.access_token,
-            id_token: tokens.id_token,
-            expires_in: tokens.expires_in,
-            token_type: "Bearer".into(),
-        };
-        Ok((response, cookie))
-    }
-
-    /// The `Set-Cookie` value that ends the browser session.
-    pub fn sign_out_cookie(&self) -> String {
-        session_cookie_header("", 0, self.settings.secure_cookies)
-    }
-
     pub async fn profile(&self, user: &AuthUser) -> Result<Profile, ApiError> {
         let record = self.user_record(&user.id).await?;
         self.to_profile(record).await

@@ -70,6 +70,8 @@ pub struct NewUser {
     pub email: String,
     pub name: String,
     pub phone: Option<String>,
+    /// "Admin" or "Member" (from the directory's groups).
+    pub role: String,
 }
 
 /// One upload URL the server has signed: the ledger entry `uploaded` checks against.
@@ -114,7 +116,8 @@ pub trait UserStore: Send + Sync {
     async fn ping(&self) -> PortResult<()>;
     async fn get(&self, id: &UserId) -> PortResult<Option<UserRecord>>;
     async fn list(&self) -> PortResult<Vec<UserRecord>>;
-    /// Creates the row on first sign-in; later sign-ins leave it as it is.
+    /// Creates the row on first sign-in; later sign-ins bring what the directory owns (email,
+    /// name, phone, role) up to date, so a change made there shows at the next sign-in.
     async fn ensure(&self, user: &NewUser) -> PortResult<()>;
     /// Adds an issued URL to the ledger. False when the user has no row (the ledger's foreign
     /// key is the check, so issuing a URL needs no read).
@@ -197,6 +200,9 @@ pub trait ObjectStore: Send + Sync {
 pub struct Tokens {
     pub access_token: String,
     pub id_token: String,
+    /// Absent from a refresh: the refresh token used stays valid.
+    pub refresh_token: Option<String>,
+    /// Seconds until the access and id tokens expire.
     pub expires_in: u64,
 }
 
@@ -211,6 +217,11 @@ pub struct SignedIn {
 pub trait Directory: Send + Sync {
     /// `None` for a wrong email or password.
     async fn sign_in(&self, email: &str, password: &str) -> PortResult<Option<SignedIn>>;
+    /// New access and id tokens; `None` for a refresh token that is unknown, expired or revoked.
+    async fn refresh(&self, refresh_token: &str) -> PortResult<Option<Tokens>>;
+    /// The `picture` attribute as the directory holds it (for audits, and tests that compare
+    /// it with the database).
+    async fn picture(&self, id: &UserId) -> PortResult<Option<String>>;
     /// Sets the standard `picture` attribute to the key.
     async fn set_picture(&self, id: &UserId, key: &PhotoKey) -> PortResult<()>;
     async fn remove_picture(&self, id: &UserId) -> PortResult<()>;

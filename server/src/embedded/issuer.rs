@@ -14,8 +14,8 @@ use aws_lc_rs::encoding::AsDer;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use serde::Serialize;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
 use sqlx::{AnyPool, Row};
 
 use crate::db::Database;
@@ -25,11 +25,14 @@ use super::random_hex;
 
 /// One hour, as Cognito's default access and id token validity.
 pub const TOKEN_TTL_SECS: u64 = 3600;
+/// Thirty days, as Cognito's default refresh token validity.
+const REFRESH_TTL_SECS: u64 = 30 * 24 * 3600;
 /// The app client id the local issuer puts in its tokens.
 pub const LOCAL_CLIENT_ID: &str = "portrait-local-client";
 
 pub struct LocalIssuer {
     key: EncodingKey,
+    decoding_key: DecodingKey,
     kid: String,
     jwks: JwkSet,
     issuer: String,
@@ -56,6 +59,7 @@ impl LocalIssuer {
         jwk.common.key_id = Some(kid.clone());
         jwk.common.public_key_use = Some(PublicKeyUse::Signature);
         Ok(Self {
+            decoding_key: DecodingKey::from_jwk(&jwk)?,
             key,
             kid,
             jwks: JwkSet { keys: vec![jwk] },
@@ -111,9 +115,52 @@ impl LocalIssuer {
         Ok(Tokens {
             access_token: self.sign(&access)?,
             id_token: self.sign(&id)?,
+            refresh_token: None,
             expires_in: TOKEN_TTL_SECS,
         })
     }
+
+    /// A refresh token for `user`. Cognito's are opaque; ours is a JWT with `token_use`
+    /// "refresh", which the access-token verifier refuses, and which only this issuer reads back.
+    /// The trade-off: it cannot be revoked before it expires (signing out clears the cookie).
+    pub fn mint_refresh(&self, user: &UserId) -> Result<String, BoxError> {
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        self.sign(&RefreshClaims {
+            sub: user.as_str().to_owned(),
+            iss: self.issuer.clone(),
+            client_id: LOCAL_CLIENT_ID.to_owned(),
+            token_use: "refresh".to_owned(),
+            iat: now,
+            exp: now + REFRESH_TTL_SECS as i64,
+            jti: random_hex(16),
+        })
+    }
+
+    /// The user a refresh token of ours was issued to; `None` when it is not one (forged,
+    /// expired, another kind of token).
+    pub fn read_refresh(&self, token: &str) -> Option<UserId> {
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        validation.validate_aud = false;
+        let claims = jsonwebtoken::decode::<RefreshClaims>(token, &self.decoding_key, &validation)
+            .ok()?
+            .claims;
+        (claims.token_use == "refresh" && claims.client_id == LOCAL_CLIENT_ID)
+            .then(|| UserId::parse(claims.sub).ok())
+            .flatten()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct RefreshClaims {
+    sub: String,
+    iss: String,
+    client_id: String,
+    token_use: String,
+    iat: i64,
+    exp: i64,
+    jti: String,
 }
 
 #[derive(Serialize)]
@@ -198,40 +245,40 @@ fn directory_error(e: impl Into<BoxError>) -> PortError {
 #[async_trait]
 impl Directory for EmbeddedDirectory {
     async fn sign_in(&self, email: &str, password: &str) -> PortResult<Option<SignedIn>> {
-        let row = sqlx::query(
-            "SELECT a.user_id, a.password_hash, a.picture, u.email, u.name, u.phone \
-             FROM local_accounts a JOIN users u ON u.id = a.user_id \
-             WHERE lower(a.email) = lower($1)",
-        )
-        .bind(email)
-        .fetch_optional(&self.db.read)
-        .await
-        .map_err(directory_error)?;
-        let Some(row) = row else {
+        let Some((account, hash)) = self.account("lower(a.email) = lower($1)", email).await? else {
             // Spend the same time as a real check, so response times do not reveal which
             // emails have accounts.
             let _ = verify_password(password, &DUMMY_HASH);
             return Ok(None);
         };
-        let hash: String = row.try_get("password_hash").map_err(directory_error)?;
         if !verify_password(password, &hash) {
             return Ok(None);
         }
-        let user_id: String = row.try_get("user_id").map_err(directory_error)?;
-        let account = Account {
-            user: NewUser {
-                id: UserId::parse(user_id).map_err(directory_error)?,
-                email: row.try_get("email").map_err(directory_error)?,
-                name: row.try_get("name").map_err(directory_error)?,
-                phone: row.try_get("phone").map_err(directory_error)?,
-            },
-            picture: row.try_get("picture").map_err(directory_error)?,
-        };
-        let tokens = self.issuer.mint(&account).map_err(directory_error)?;
+        let mut tokens = self.issuer.mint(&account).map_err(directory_error)?;
+        tokens.refresh_token = Some(
+            self.issuer
+                .mint_refresh(&account.user.id)
+                .map_err(directory_error)?,
+        );
         Ok(Some(SignedIn {
             tokens,
             user: account.user,
         }))
+    }
+
+    async fn refresh(&self, refresh_token: &str) -> PortResult<Option<Tokens>> {
+        let Some(id) = self.issuer.read_refresh(refresh_token) else {
+            return Ok(None);
+        };
+        // The account may have gone since the token was issued.
+        match self.account("a.user_id = $1", id.as_str()).await? {
+            Some((account, _)) => self
+                .issuer
+                .mint(&account)
+                .map(Some)
+                .map_err(directory_error),
+            None => Ok(None),
+        }
     }
 
     async fn set_picture(&self, id: &UserId, key: &PhotoKey) -> PortResult<()> {
@@ -241,9 +288,55 @@ impl Directory for EmbeddedDirectory {
     async fn remove_picture(&self, id: &UserId) -> PortResult<()> {
         self.write_picture(id, None).await
     }
+
+    async fn picture(&self, id: &UserId) -> PortResult<Option<String>> {
+        sqlx::query_scalar("SELECT picture FROM local_accounts WHERE user_id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&self.db.read)
+            .await
+            .map(Option::flatten)
+            .map_err(directory_error)
+    }
 }
 
 impl EmbeddedDirectory {
+    /// The account matching `condition` (on `$1` = `value`), with its password hash.
+    async fn account(
+        &self,
+        condition: &'static str,
+        value: &str,
+    ) -> PortResult<Option<(Account, String)>> {
+        let query = format!(
+            "SELECT a.user_id, a.password_hash, a.picture, u.email, u.name, u.phone, u.role \
+             FROM local_accounts a JOIN users u ON u.id = a.user_id WHERE {condition}"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(query))
+            .bind(value)
+            .fetch_optional(&self.db.read)
+            .await
+            .map_err(directory_error)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let get = |column: &str| -> PortResult<Option<String>> {
+            row.try_get(column).map_err(directory_error)
+        };
+        let required = |column: &str| -> PortResult<String> {
+            get(column)?.ok_or_else(|| directory_error(format!("{column} is null")))
+        };
+        let account = Account {
+            user: NewUser {
+                id: UserId::parse(required("user_id")?).map_err(directory_error)?,
+                email: required("email")?,
+                name: required("name")?,
+                phone: get("phone")?,
+                role: required("role")?,
+            },
+            picture: get("picture")?,
+        };
+        Ok(Some((account, required("password_hash")?)))
+    }
+
     async fn write_picture(&self, id: &UserId, picture: Option<&str>) -> PortResult<()> {
         sqlx::query("UPDATE local_accounts SET picture = $1 WHERE user_id = $2")
             .bind(picture)
@@ -252,16 +345,6 @@ impl EmbeddedDirectory {
             .await
             .map_err(directory_error)?;
         Ok(())
-    }
-
-    /// The `picture` attribute as the directory holds it (tests compare it with the database).
-    pub async fn picture(&self, id: &UserId) -> PortResult<Option<String>> {
-        sqlx::query_scalar("SELECT picture FROM local_accounts WHERE user_id = $1")
-            .bind(id.as_str())
-            .fetch_optional(&self.db.read)
-            .await
-            .map(Option::flatten)
-            .map_err(directory_error)
     }
 }
 
@@ -328,15 +411,15 @@ fn pbkdf2(password: &str, salt: &[u8], iterations: u32, out: &mut [u8]) {
 /// The password of the seeded demo accounts (embedded mode only; shown on the sign-in page).
 pub const DEMO_PASSWORD: &str = "portrait-demo";
 
-struct DemoUser {
-    email: &'static str,
-    name: &'static str,
-    role: &'static str,
-    phone: &'static str,
-    joined_at: &'static str,
+pub struct DemoUser {
+    pub email: &'static str,
+    pub name: &'static str,
+    pub role: &'static str,
+    pub phone: &'static str,
+    pub joined_at: &'static str,
 }
 
-const DEMO_USERS: [DemoUser; 2] = [
+pub const DEMO_USERS: [DemoUser; 2] = [
     DemoUser {
         email: "ada@example.com",
         name: "Ada Dev",

@@ -3,15 +3,17 @@ use std::io::Cursor;
 use std::sync::Arc;
 
 use app::domain::PhotoKey;
-use app::service::ports::ObjectStore;
+use app::service::ports::{Directory, ObjectStore};
 use app::service::{AppState, MaintenanceReport};
 use leptos::config::LeptosOptions;
 use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};
 use server::config::Config;
-use server::embedded::issuer::{EmbeddedDirectory, DEMO_PASSWORD};
+use server::embedded::issuer::DEMO_PASSWORD;
 use server::embedded::s3::EmbeddedS3;
 use server::startup::Application;
+
+use crate::cognito::TestPool;
 
 pub const ADA: &str = "ada@example.com";
 pub const GRACE: &str = "grace@example.com";
@@ -21,12 +23,14 @@ pub struct TestApp {
     pub data_dir: tempfile::TempDir,
     pub http: reqwest::Client,
     pub storage: Arc<dyn ObjectStore>,
-    pub directory: Arc<EmbeddedDirectory>,
+    pub directory: Arc<dyn Directory>,
     pub embedded_s3: Option<Arc<EmbeddedS3>>,
     pub state: AppState,
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// The PostgreSQL database of this test, when the suite runs against PostgreSQL.
     pub postgres: Option<TestDatabase>,
+    /// This test's Cognito user pool, when the suite runs against a Cognito stand-in.
+    pub cognito: Option<TestPool>,
 }
 
 /// A test's own PostgreSQL database, which the test can take offline.
@@ -101,6 +105,11 @@ impl TestApp {
             }
             Err(_) => None,
         };
+        // ...and a third time against Cognito (moto), Garage and PostgreSQL.
+        let cognito = TestPool::for_test().await;
+        if let Some(pool) = &cognito {
+            env.extend(pool.vars());
+        }
         let leptos = LeptosOptions::builder()
             .output_name("portrait")
             .site_root("target/site")
@@ -128,6 +137,18 @@ impl TestApp {
             state,
             metrics_addr,
             postgres,
+            cognito,
+        }
+    }
+
+    /// The identity provider's private signing key as PEM, for tests that forge tokens: the
+    /// embedded issuer's from the data dir, or the stand-in's (moto signs with a key it ships;
+    /// `cargo xtask test` exports it). `None` when the stand-in's key is not at hand.
+    pub fn signing_key_pem(&self) -> Option<Vec<u8>> {
+        match &self.cognito {
+            None => Some(std::fs::read(self.data_dir.path().join("issuer-key.pem")).unwrap()),
+            Some(_) => std::env::var_os("PORTRAIT_TEST_COGNITO_SIGNING_KEY")
+                .map(|path| std::fs::read(path).expect("the stand-in's signing key")),
         }
     }
 
@@ -164,6 +185,14 @@ impl TestApp {
             .list(&PhotoKey::user_prefix(&id))
             .await
             .unwrap()
+    }
+
+    /// The directory's `picture` attribute of the user.
+    pub async fn picture_attribute(&self, id: &app::domain::UserId) -> Option<String> {
+        self.directory
+            .picture(id)
+            .await
+            .expect("the directory answers")
     }
 
     /// The embedded storage, for tests that take it down.

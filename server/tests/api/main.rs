@@ -1,6 +1,7 @@
 //! Black-box tests: the real server on port 0 with a fresh data directory, driven over HTTP.
 
 mod auth;
+mod cognito;
 mod helpers;
 mod operations;
 mod pictures;

@@ -129,7 +129,7 @@ async fn the_whole_flow_stores_serves_and_records_the_picture() {
     // The directory's picture attribute holds the key.
     let id = app::domain::UserId::parse(user_id).unwrap();
     assert_eq!(
-        app.directory.picture(&id).await.unwrap().as_deref(),
+        app.picture_attribute(&id).await.as_deref(),
         Some(grant.photo_key.as_str())
     );
     // The profile and the user list show it from now on.
@@ -366,7 +366,7 @@ async fn removing_the_picture_clears_object_attribute_and_profile() {
     assert!(body["profile"]["pictureUrl"].is_null());
     assert!(!app.stored(&key).await);
     let id = app::domain::UserId::parse(body["profile"]["id"].as_str().unwrap()).unwrap();
-    assert_eq!(app.directory.picture(&id).await.unwrap(), None);
+    assert_eq!(app.picture_attribute(&id).await, None);
     assert!(app.profile(&token).await["pictureUrl"].is_null());
 
     // Removing again is fine and says so.

@@ -140,10 +140,7 @@ async fn fifty_parallel_uploads_end_with_exactly_one_picture_and_one_object() {
         "exactly one object"
     );
     let id = app::domain::UserId::parse(user_id).unwrap();
-    assert_eq!(
-        app.directory.picture(&id).await.unwrap().as_ref(),
-        Some(current[0])
-    );
+    assert_eq!(app.picture_attribute(&id).await.as_ref(), Some(current[0]));
     assert_eq!(app.state.users.queue_depth().await.unwrap(), 0);
     let _: Value = profile;
 }
@@ -251,6 +248,12 @@ async fn database_down_is_a_503_that_changes_nothing_and_the_flow_resumes() {
 #[tokio::test]
 async fn directory_down_delays_the_attribute_and_the_old_objects_deletion_but_loses_neither() {
     let app = TestApp::spawn().await;
+    if app.cognito.is_some() {
+        // A shared Cognito stand-in cannot be taken down for one test and brought back; the
+        // outbox under test is the same whichever directory fails.
+        eprintln!("skipped: needs the embedded directory");
+        return;
+    }
     let token = app.token(ADA).await;
     let (first, body) = app.upload_jpeg(&token, jpeg(16, 16)).await;
     let user_id = body["profile"]["id"].as_str().unwrap().to_owned();
@@ -294,7 +297,7 @@ async fn directory_down_delays_the_attribute_and_the_old_objects_deletion_but_lo
         .await;
     app.maintenance_after(LATER).await; // the attribute catches up...
     assert_eq!(
-        app.directory.picture(&id).await.unwrap().as_deref(),
+        app.picture_attribute(&id).await.as_deref(),
         Some(grant.photo_key.as_str())
     );
     app.maintenance_after(LATER).await; // ...and only then the old object goes.
