@@ -8,6 +8,7 @@ pub mod editor;
 pub mod error;
 mod pages;
 pub mod server_fns;
+mod session;
 mod upload;
 
 #[cfg(feature = "ssr")]
@@ -53,6 +54,7 @@ pub fn App() -> impl IntoView {
         if let Some(body) = document().body() {
             let _ = body.set_attribute("data-hydrated", "true");
         }
+        session::keep_alive();
     });
 
     view! {
@@ -106,6 +108,7 @@ fn TopBar() -> impl IntoView {
 fn sign_out() {
     spawn_local(async {
         let _ = server_fns::logout().await;
+        session::ended();
         let _ = window().location().set_href("/login");
     });
 }

@@ -1,8 +1,11 @@
 use leptos::prelude::*;
 use leptos_router::hooks::use_navigate;
 
+use leptos::task::spawn_local;
+
 use crate::api::LoginRequest;
 use crate::server_fns::login;
+use crate::session;
 
 #[component]
 pub fn LoginPage() -> impl IntoView {
@@ -10,10 +13,23 @@ pub fn LoginPage() -> impl IntoView {
     let password = RwSignal::new(String::new());
     let sign_in = Action::new(|req: &LoginRequest| login(req.clone()));
     let navigate = use_navigate();
-    Effect::new(move |_| {
-        if let Some(Ok(_)) = sign_in.value().get() {
-            navigate("/profile", Default::default());
+    Effect::new({
+        let navigate = navigate.clone();
+        move |_| {
+            if let Some(Ok(tokens)) = sign_in.value().get() {
+                session::started(tokens.expires_in);
+                navigate("/profile", Default::default());
+            }
         }
+    });
+    // Someone coming back with a live refresh cookie goes straight on, without a password.
+    Effect::new(move |_| {
+        let navigate = navigate.clone();
+        spawn_local(async move {
+            if session::renew().await {
+                navigate("/profile", Default::default());
+            }
+        });
     });
     let on_submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
