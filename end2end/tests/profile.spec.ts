@@ -128,6 +128,27 @@ test("pages need a session, and wrong passwords are refused", async ({ page }) =
   await expect(page).toHaveURL(/\/login$/);
 });
 
+test("an expired session is renewed from the refresh cookie; signing out ends both", async ({ page, context }) => {
+  await signIn(page, ADA.email);
+  const names = async () => (await context.cookies()).map((c) => c.name).sort();
+  expect(await names()).toEqual(["portrait_refresh", "portrait_session"]);
+  // The access token's cookie runs out (as it does after an hour away)...
+  await context.clearCookies({ name: "portrait_session" });
+  await page.goto("/profile");
+  await expect(page).toHaveURL(/\/login$/);
+  // ...and the sign-in page trades the refresh cookie for a new one without asking.
+  await expect(page).toHaveURL(/\/profile$/);
+  await expect(page.getByRole("heading", { name: ADA.name })).toBeVisible();
+  expect(await names()).toEqual(["portrait_refresh", "portrait_session"]);
+
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await expect(page).toHaveURL(/\/login$/);
+  await hydrated(page);
+  await expect.poll(names).toEqual([]);
+  await page.goto("/profile");
+  await expect(page).toHaveURL(/\/login$/);
+});
+
 test("Cancel closes the editor without calling the API", async ({ page, request }) => {
   await removePicture(request, ADA.email);
   await signIn(page, ADA.email);
