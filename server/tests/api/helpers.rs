@@ -171,7 +171,9 @@ impl TestApp {
     /// external S3 service, which a test cannot stop: the test then returns early, and says so.
     pub fn embedded_s3_or_skip(&self) -> Option<&EmbeddedS3> {
         if self.embedded_s3.is_none() {
-            eprintln!("skipped: needs the embedded store (the suite runs against {S3_ENDPOINT})");
+            let test = std::thread::current().name().unwrap_or("a test").to_owned();
+            let storage = self.storage_endpoint();
+            eprintln!("{test}: skipped, needs the embedded store (the storage is {storage})");
         }
         self.embedded_s3.as_deref()
     }

@@ -9,9 +9,6 @@ use crate::helpers::{error_message, TestApp, ADA};
 #[tokio::test]
 async fn health_and_readiness_report_the_parts() {
     let app = TestApp::spawn().await;
-    let Some(s3) = app.embedded_s3_or_skip() else {
-        return;
-    };
     let health = app.get("/healthz", None).await;
     assert_eq!(health.status(), StatusCode::OK);
     assert_eq!(
@@ -25,6 +22,9 @@ async fn health_and_readiness_report_the_parts() {
     assert_eq!(body["checks"], json!({ "database": "ok", "storage": "ok" }));
 
     // Storage down: not ready, but still alive.
+    let Some(s3) = app.embedded_s3_or_skip() else {
+        return;
+    };
     s3.stop().await;
     let ready = app.get("/readyz", None).await;
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
