@@ -51,18 +51,12 @@ fn test(root: &Path) -> Result {
     let tools = Tools::ensure(root, Needs::Everything)?;
     // The frontend is left out: with it, feature unification would build `app` with both `ssr`
     // and `hydrate`. Its code is `app`'s, which is tested here with `ssr`.
-    tools
-        .cmd(
-            "cargo",
-            &[
-                "test",
-                "--workspace",
-                "--exclude",
-                "frontend",
-                "--no-fail-fast",
-            ],
-        )
-        .status_ok()?;
+    cargo_test(
+        &tools,
+        "every crate's tests; the API suite embedded: SQLite + in-process S3 + local issuer",
+        &["--workspace", "--exclude", "frontend"],
+        Vec::new(),
+    )?;
     // The same black-box suite twice more. The "mixed" set-up: PostgreSQL with the embedded S3.
     let postgres = Postgres::start()?;
     let database = ("PORTRAIT_TEST_POSTGRES_URL", postgres.url());
@@ -119,12 +113,16 @@ fn peers(root: &Path) -> Result {
 
 /// The black-box API suite (`server/tests/api`) with `peers` in its environment.
 fn api_suite(tools: &Tools, set_up: &str, peers: Vec<(&str, String)>) -> Result {
-    println!("API suite, {set_up}");
-    tools
-        .cmd(
-            "cargo",
-            &["test", "-p", "server", "--test", "api", "--no-fail-fast"],
-        )
+    let what = format!("the API suite, {set_up}");
+    cargo_test(tools, &what, &["-p", "server", "--test", "api"], peers)
+}
+
+/// `cargo test` with exactly `peers` for the API suite to find, so that each run is the set-up
+/// it names.
+fn cargo_test(tools: &Tools, what: &str, args: &[&str], peers: Vec<(&str, String)>) -> Result {
+    println!("Testing {what}");
+    let mut cmd = tools.cmd("cargo", &["test", "--no-fail-fast"]);
+    services::without_callers_peers(cmd.args(args))
         .envs(peers)
         .status_ok()
 }

@@ -268,7 +268,7 @@ struct Daemon {
 impl Daemon {
     fn spawn(name: &'static str, command: &mut Command, dir: PathBuf) -> Result<Self> {
         let log = std::fs::File::create(dir.join("log")).map_err(|e| e.to_string())?;
-        let child = command
+        let child = without_callers_peers(command)
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log)
@@ -305,6 +305,16 @@ impl Drop for Daemon {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Clears what the caller's shell may hold for other peers: one that sourced `cargo xtask peers`,
+/// or real AWS settings (moto, for one, fails every call for an unknown `AWS_PROFILE`).
+pub(crate) fn without_callers_peers(cmd: &mut Command) -> &mut Command {
+    let leaks = |name: &str| name.starts_with("PORTRAIT_TEST_") || name.starts_with("AWS_");
+    for (name, _) in std::env::vars_os().filter(|(name, _)| leaks(&name.to_string_lossy())) {
+        cmd.env_remove(name);
+    }
+    cmd
 }
 
 fn loopback(port: u16) -> String {
