@@ -93,7 +93,7 @@ impl TestApp {
             data_dir.path().display().to_string(),
         );
         env.extend(external_s3_vars());
-        // `cargo xtask test` runs this suite a second time against PostgreSQL.
+        // `cargo xtask test` also runs this suite against PostgreSQL (twice: see the README).
         let postgres = match std::env::var("PORTRAIT_TEST_POSTGRES_URL") {
             Ok(admin_url) => {
                 let database = fresh_postgres_database(&admin_url).await;
