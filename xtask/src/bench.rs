@@ -6,7 +6,7 @@
 //! real uploads and counts the bytes that pass through the app server per upload. Figures are
 //! printed; the README quotes them. Nothing here asserts a timing.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -24,7 +24,7 @@ pub fn run(root: &Path, args: &[String]) -> Result {
         .map_err(|e| format!("seconds: {e}"))?;
     // With `postgres`, the same run against a throwaway PostgreSQL cluster instead of SQLite.
     let postgres = if args.iter().any(|a| a == "postgres") {
-        Some(crate::Postgres::start()?)
+        Some(crate::services::Postgres::start()?)
     } else {
         None
     };
@@ -36,7 +36,11 @@ pub fn run(root: &Path, args: &[String]) -> Result {
 
     let data = root.join("target/bench-data");
     let _ = std::fs::remove_dir_all(&data);
-    let mut server = Server::start(root, &data, postgres.as_ref().map(crate::Postgres::url))?;
+    let mut server = Server::start(
+        root,
+        &data,
+        postgres.as_ref().map(crate::services::Postgres::url),
+    )?;
     let token = server.sign_in()?;
     println!(
         "machine: {} cores, {}; database: {}",
@@ -135,34 +139,14 @@ impl Server {
     }
 }
 
-/// A minimal HTTP/1.1 request over a fresh connection: returns status and body. (xtask has no
-/// dependencies, and these few calls do not need more.)
+/// A request to the server under test, as the browser's API calls make it.
 fn http(method: &str, path: &str, token: Option<&str>, body: &str) -> Result<(u16, String)> {
-    let mut stream = TcpStream::connect(ADDR).map_err(|e| e.to_string())?;
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {ADDR}\r\nConnection: close\r\n{auth}\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .map_err(|e| e.to_string())?;
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .map_err(|e| e.to_string())?;
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or("no status line")?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Ok((status, body))
+    let bearer = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("Content-Type", "application/json")];
+    if let Some(bearer) = &bearer {
+        headers.push(("Authorization", bearer));
+    }
+    crate::services::http(ADDR, method, path, &headers, body)
 }
 
 fn json_field(json: &str, field: &str) -> Option<String> {

@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{exit, Command};
 
 mod bench;
+mod services;
+
+use services::{Garage, Moto, Postgres};
 
 const CARGO_LEPTOS_VERSION: &str = "0.3.10";
 
@@ -22,9 +25,10 @@ fn main() {
         "run" => run(&root),
         "test" => test(&root),
         "tools" => Tools::ensure(&root, Needs::Everything).map(|_| ()),
+        "peers" => peers(&root),
         "bench" => bench::run(&root, &env::args().skip(2).collect::<Vec<_>>()),
         _ => {
-            eprintln!("usage: cargo xtask <run|test|bench [seconds] [postgres]|tools>");
+            eprintln!("usage: cargo xtask <run|test|bench [seconds] [postgres]|tools|peers>");
             exit(2);
         }
     };
@@ -47,29 +51,33 @@ fn test(root: &Path) -> Result {
     let tools = Tools::ensure(root, Needs::Everything)?;
     // The frontend is left out: with it, feature unification would build `app` with both `ssr`
     // and `hydrate`. Its code is `app`'s, which is tested here with `ssr`.
-    tools
-        .cmd(
-            "cargo",
-            &[
-                "test",
-                "--workspace",
-                "--exclude",
-                "frontend",
-                "--no-fail-fast",
-            ],
-        )
-        .status_ok()?;
-    // The same black-box suite against PostgreSQL (with the embedded S3): the "mixed" set-up.
+    cargo_test(
+        &tools,
+        "every crate's tests; the API suite embedded: SQLite + in-process S3 + local issuer",
+        &["--workspace", "--exclude", "frontend"],
+        Vec::new(),
+    )?;
+    // The same black-box suite twice more. The "mixed" set-up: PostgreSQL with the embedded S3.
     let postgres = Postgres::start()?;
-    println!("API suite against PostgreSQL at {}", postgres.url());
-    tools
-        .cmd(
-            "cargo",
-            &["test", "-p", "server", "--test", "api", "--no-fail-fast"],
-        )
-        .env("PORTRAIT_TEST_POSTGRES_URL", postgres.url())
-        .status_ok()?;
-    drop(postgres);
+    let database = ("PORTRAIT_TEST_POSTGRES_URL", postgres.url());
+    api_suite(
+        &tools,
+        "mixed: PostgreSQL + embedded S3",
+        vec![database.clone()],
+    )?;
+    // The production-shaped set-up: every peer a separate service speaking the real protocol,
+    // none of them ours. (Each test gets its own database in the same cluster.)
+    let garage = Garage::start(&tools)?;
+    let moto = Moto::start(&tools)?;
+    let mut peers = vec![database];
+    peers.extend(garage.test_env());
+    peers.extend(moto.test_env());
+    api_suite(
+        &tools,
+        "production-shaped: PostgreSQL + Garage (S3) + moto (Cognito)",
+        peers,
+    )?;
+    drop((moto, garage, postgres));
     check_wasm_dependencies(&tools)?;
     lint_deployment(&tools)?;
     // The browser tests get a server with a fresh data directory: the demo accounts as seeded,
@@ -82,21 +90,46 @@ fn test(root: &Path) -> Result {
         .status_ok()
 }
 
-/// The CloudFormation in `deploy/` is checked with cfn-lint (PyPI), installed once into a
-/// virtualenv in the tool cache so that it never touches the system's Python.
-fn lint_deployment(tools: &Tools) -> Result {
-    let venv = tools.bin.parent().expect("tool cache").join("venv");
-    let lint = venv.join("bin/cfn-lint");
-    if !lint.exists() {
-        println!("installing cfn-lint into {}", venv.display());
-        tools
-            .cmd("python3", &["-m", "venv"])
-            .arg(&venv)
-            .status_ok()?;
-        Command::new(venv.join("bin/pip"))
-            .args(["install", "--quiet", "cfn-lint"])
-            .status_ok()?;
+/// Starts the production-shaped peers and prints the variables that point the API suite at
+/// them, to run single tests by hand; Enter stops them.
+fn peers(root: &Path) -> Result {
+    let tools = Tools::ensure(root, Needs::Nothing)?;
+    let postgres = Postgres::start()?;
+    let garage = Garage::start(&tools)?;
+    let moto = Moto::start(&tools)?;
+    let mut vars = vec![("PORTRAIT_TEST_POSTGRES_URL", postgres.url())];
+    vars.extend(garage.test_env());
+    vars.extend(moto.test_env());
+    for (name, value) in vars {
+        println!("export {name}='{value}'");
     }
+    println!("# then: cargo test -p server --test api [name]. Press Enter to stop the peers.");
+    std::io::stdin()
+        .read_line(&mut String::new())
+        .map_err(|e| e.to_string())?;
+    drop((moto, garage, postgres));
+    Ok(())
+}
+
+/// The black-box API suite (`server/tests/api`) with `peers` in its environment.
+fn api_suite(tools: &Tools, set_up: &str, peers: Vec<(&str, String)>) -> Result {
+    let what = format!("the API suite, {set_up}");
+    cargo_test(tools, &what, &["-p", "server", "--test", "api"], peers)
+}
+
+/// `cargo test` with exactly `peers` for the API suite to find, so that each run is the set-up
+/// it names.
+fn cargo_test(tools: &Tools, what: &str, args: &[&str], peers: Vec<(&str, String)>) -> Result {
+    println!("Testing {what}");
+    let mut cmd = tools.cmd("cargo", &["test", "--no-fail-fast"]);
+    services::without_callers_peers(cmd.args(args))
+        .envs(peers)
+        .status_ok()
+}
+
+/// The CloudFormation in `deploy/` is checked with cfn-lint (PyPI).
+fn lint_deployment(tools: &Tools) -> Result {
+    let lint = tools.ensure_python_tool("cfn-lint", "cfn-lint")?;
     let mut templates: Vec<PathBuf> = std::fs::read_dir(tools.root.join("deploy"))
         .map_err(|e| format!("deploy/: {e}"))?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
@@ -165,13 +198,17 @@ fn check_wasm_dependencies(tools: &Tools) -> Result {
 
 #[derive(PartialEq, PartialOrd)]
 enum Needs {
+    /// Nothing up front: the test peers install what they need themselves.
+    Nothing,
     /// Enough to build and serve the site.
     Build,
     /// Also the browser and npm packages for the end-to-end tests.
     Everything,
 }
 
-struct Tools {
+pub(crate) struct Tools {
+    /// Where installed tools live, outside the checkout.
+    cache: PathBuf,
     bin: PathBuf,
     root: PathBuf,
 }
@@ -183,13 +220,16 @@ impl Tools {
             .unwrap_or_else(|| home().join(".cache/portrait/tools"));
         let tools = Self {
             bin: cache.join("bin"),
+            cache,
             root: root.to_path_buf(),
         };
-        tools.ensure_wasm_target()?;
-        tools.ensure_cargo_tool("cargo-leptos", CARGO_LEPTOS_VERSION, true, &cache)?;
-        let bindgen = locked_version(root, "wasm-bindgen")?;
-        // Not --locked: one of its locked dependencies is no longer on the registry.
-        tools.ensure_cargo_tool("wasm-bindgen-cli", &bindgen, false, &cache)?;
+        if needs >= Needs::Build {
+            tools.ensure_wasm_target()?;
+            tools.ensure_cargo_tool("cargo-leptos", CARGO_LEPTOS_VERSION, true)?;
+            let bindgen = locked_version(root, "wasm-bindgen")?;
+            // Not --locked: one of its locked dependencies is no longer on the registry.
+            tools.ensure_cargo_tool("wasm-bindgen-cli", &bindgen, false)?;
+        }
         if needs >= Needs::Everything {
             tools.ensure_chromium()?;
             tools.ensure_npm_packages()?;
@@ -198,7 +238,7 @@ impl Tools {
     }
 
     /// A command with the tool cache and the npm binaries (wasm-opt) first on PATH.
-    fn cmd(&self, program: &str, args: &[&str]) -> Command {
+    pub(crate) fn cmd(&self, program: &str, args: &[&str]) -> Command {
         let mut path = vec![
             self.bin.clone(),
             self.root.join("end2end/node_modules/.bin"),
@@ -224,7 +264,7 @@ impl Tools {
             .status_ok()
     }
 
-    fn ensure_cargo_tool(&self, krate: &str, version: &str, locked: bool, cache: &Path) -> Result {
+    pub(crate) fn ensure_cargo_tool(&self, krate: &str, version: &str, locked: bool) -> Result {
         let binary = match krate {
             "wasm-bindgen-cli" => "wasm-bindgen",
             other => other,
@@ -237,9 +277,9 @@ impl Tools {
         }
         println!(
             "installing {krate} {version} into {} (once)",
-            cache.display()
+            self.cache.display()
         );
-        let root = cache.display().to_string();
+        let root = self.cache.display().to_string();
         let mut args = vec![
             "install",
             krate,
@@ -253,8 +293,27 @@ impl Tools {
             args.push("--locked");
         }
         self.cmd("cargo", &args)
-            .env("CARGO_TARGET_DIR", cache.join("build"))
+            .env("CARGO_TARGET_DIR", self.cache.join("build"))
             .status_ok()
+    }
+
+    /// A PyPI package installed once into a virtualenv in the tool cache, so that it never
+    /// touches the system's Python; returns the path of its `binary`.
+    pub(crate) fn ensure_python_tool(&self, requirement: &str, binary: &str) -> Result<PathBuf> {
+        let venv = self.cache.join("venv");
+        let path = venv.join("bin").join(binary);
+        if !path.exists() {
+            println!("installing {requirement} into {}", venv.display());
+            if !venv.join("bin/pip").exists() {
+                self.cmd("python3", &["-m", "venv"])
+                    .arg(&venv)
+                    .status_ok()?;
+            }
+            Command::new(venv.join("bin/pip"))
+                .args(["install", "--quiet", requirement])
+                .status_ok()?;
+        }
+        Ok(path)
     }
 
     fn ensure_chromium(&self) -> Result {
@@ -280,114 +339,6 @@ impl Tools {
         npm.current_dir(&dir);
         npm.status_ok()
     }
-}
-
-/// A throwaway PostgreSQL cluster on a free loopback port (fsync off: nothing in it matters
-/// after the run), stopped and removed when dropped.
-struct Postgres {
-    dir: PathBuf,
-    bin: PathBuf,
-    port: u16,
-}
-
-impl Postgres {
-    fn start() -> Result<Self> {
-        let bin = match postgres_bin() {
-            Some(bin) => bin,
-            None => {
-                println!("installing Debian's postgresql for the database tests");
-                Command::new("apt-get")
-                    .args(["update", "-qq"])
-                    .status_ok()?;
-                Command::new("apt-get")
-                    .args(["install", "-y", "-qq", "postgresql"])
-                    .status_ok()?;
-                postgres_bin().ok_or("postgresql installed, but no initdb found")?
-            }
-        };
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| e.to_string())?
-            .port();
-        let dir = env::temp_dir().join(format!("portrait-pg-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        let cluster = Self { dir, bin, port };
-        if is_root() {
-            // PostgreSQL refuses to run as root: hand the directory to its own user.
-            Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(&cluster.dir)
-                .status_ok()?;
-        }
-        let data = cluster.dir.join("data");
-        cluster
-            .as_owner("initdb")
-            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"])
-            .arg(&data)
-            .stdout(std::process::Stdio::null())
-            .status_ok()?;
-        let options = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300",
-            cluster.dir.display()
-        );
-        cluster
-            .as_owner("pg_ctl")
-            .args(["-w", "-D"])
-            .arg(&data)
-            .args(["-o", &options, "-l"])
-            .arg(cluster.dir.join("log"))
-            .arg("start")
-            .stdout(std::process::Stdio::null())
-            .status_ok()?;
-        Ok(cluster)
-    }
-
-    fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
-    }
-
-    fn as_owner(&self, tool: &str) -> Command {
-        let program = self.bin.join(tool);
-        if is_root() {
-            let mut cmd = Command::new("runuser");
-            cmd.args(["-u", "postgres", "--"]).arg(program);
-            cmd
-        } else {
-            Command::new(program)
-        }
-    }
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        let _ = self
-            .as_owner("pg_ctl")
-            .args(["-m", "immediate", "-D"])
-            .arg(self.dir.join("data"))
-            .arg("stop")
-            .stdout(std::process::Stdio::null())
-            .status();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// The newest installed PostgreSQL's binaries (Debian keeps them out of PATH).
-fn postgres_bin() -> Option<PathBuf> {
-    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()?
-        .filter_map(|e| Some(e.ok()?.path().join("bin")))
-        .filter(|bin| bin.join("initdb").exists())
-        .collect();
-    versions.sort();
-    versions.pop()
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
 fn modified(path: &Path) -> Option<std::time::SystemTime> {

@@ -96,7 +96,8 @@ impl TestApp {
             "PORTRAIT_DATA_DIR".into(),
             data_dir.path().display().to_string(),
         );
-        // `cargo xtask test` runs this suite a second time against PostgreSQL.
+        env.extend(external_s3_vars());
+        // `cargo xtask test` also runs this suite against PostgreSQL (twice: see the README).
         let postgres = match std::env::var("PORTRAIT_TEST_POSTGRES_URL") {
             Ok(admin_url) => {
                 let database = fresh_postgres_database(&admin_url).await;
@@ -195,9 +196,23 @@ impl TestApp {
             .expect("the directory answers")
     }
 
-    /// The embedded storage, for tests that take it down.
-    pub fn s3(&self) -> &EmbeddedS3 {
-        self.embedded_s3.as_deref().expect("storage is embedded")
+    /// The embedded storage, for tests that take it down. None when the suite runs against an
+    /// external S3 service, which a test cannot stop: the test then returns early, and says so.
+    pub fn embedded_s3_or_skip(&self) -> Option<&EmbeddedS3> {
+        if self.embedded_s3.is_none() {
+            let test = std::thread::current().name().unwrap_or("a test").to_owned();
+            let storage = self.storage_endpoint();
+            eprintln!("{test}: skipped, needs the embedded store (the storage is {storage})");
+        }
+        self.embedded_s3.as_deref()
+    }
+
+    /// Where presigned URLs point: the embedded store, or the external S3 service.
+    pub fn storage_endpoint(&self) -> String {
+        match &self.embedded_s3 {
+            Some(s3) => s3.endpoint.clone(),
+            None => std::env::var(S3_ENDPOINT).expect("storage is embedded or external"),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -304,6 +319,30 @@ impl TestApp {
         let key = PhotoKey::parse(key).unwrap();
         self.storage.head(&key).await.unwrap().is_some()
     }
+}
+
+/// Set by `cargo xtask test` for its production-shaped run: the base URL of a real S3 service
+/// (Garage), whose bucket is `PORTRAIT_TEST_S3_BUCKET`.
+const S3_ENDPOINT: &str = "PORTRAIT_TEST_S3_ENDPOINT";
+
+/// What points the app at the external S3 service, when there is one. Its credentials and
+/// region are the process's `AWS_*` variables, read by the SDK as in production. Tests can share
+/// the bucket: each test's users are fresh UUIDs, and every object lives under `users/{id}/`.
+fn external_s3_vars() -> Vec<(String, String)> {
+    let Ok(endpoint) = std::env::var(S3_ENDPOINT) else {
+        return Vec::new();
+    };
+    let bucket = std::env::var("PORTRAIT_TEST_S3_BUCKET")
+        .unwrap_or_else(|_| panic!("{S3_ENDPOINT} needs PORTRAIT_TEST_S3_BUCKET"));
+    [
+        ("S3_BUCKET", bucket),
+        ("S3_ENDPOINT_URL", endpoint),
+        // A local service answers on one host name, not on one per bucket.
+        ("S3_FORCE_PATH_STYLE", "true".to_owned()),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_owned(), value))
+    .collect()
 }
 
 /// Creates an empty database for one test on the PostgreSQL server at `admin_url`.
