@@ -226,7 +226,7 @@ impl Moto {
         let [port] = free_ports()?;
         let mut server = Daemon::spawn(
             "moto",
-            Command::new(moto_server).args(["-H", "127.0.0.1", "-p", &port.to_string()]),
+            Command::new(&moto_server).args(["-H", "127.0.0.1", "-p", &port.to_string()]),
             scratch_dir("moto")?,
         )?;
         // Ready when Cognito answers a real call.
