@@ -5,14 +5,17 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use app::domain::{ContentLength, ImageContentType, PhotoKey};
-use app::service::ports::{ObjectInfo, ObjectStore, Part, PortError, PortResult, PresignedRequest};
+use app::service::ports::{
+    BoxError, ObjectInfo, ObjectStore, Part, PortError, PortResult, PresignedRequest,
+};
 use async_trait::async_trait;
+use aws_config::SdkConfig;
 use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::presigning::{PresignedRequest as SdkPresigned, PresigningConfig};
 use aws_sdk_s3::Client;
 use time::OffsetDateTime;
 
-fn storage_error(e: impl Into<app::service::ports::BoxError>) -> PortError {
+fn storage_error(e: impl Into<BoxError>) -> PortError {
     PortError::new(Part::Storage, e)
 }
 
@@ -22,21 +25,27 @@ pub struct S3Storage {
 }
 
 impl S3Storage {
-    pub fn new(client: Client, bucket: impl Into<String>) -> Self {
-        Self {
-            client,
-            bucket: bucket.into(),
-        }
-    }
-
-    /// Applies the settings every Portrait client needs on top of a base configuration.
-    ///
-    /// Checksums only when required: by default the SDK would sign a CRC32 of the (empty) body
-    /// into presigned PUT URLs, and every real upload would then fail the check.
-    pub fn client_config(builder: aws_sdk_s3::config::Builder) -> aws_sdk_s3::config::Builder {
-        builder
+    /// Storage in `bucket`, configured from `shared` (region and credentials, and for AWS the
+    /// rest of the default chain), at `endpoint_url` when given (any S3-compatible service).
+    pub async fn connect(
+        shared: &SdkConfig,
+        bucket: impl Into<String>,
+        endpoint_url: Option<&str>,
+        force_path_style: bool,
+    ) -> Result<Self, BoxError> {
+        // Checksums only when required: by default the SDK would sign a CRC32 of the (empty)
+        // body into presigned PUT URLs, and every real upload would then fail the check.
+        let mut config = aws_sdk_s3::config::Builder::from(shared)
+            .force_path_style(force_path_style)
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
-            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+        if let Some(url) = endpoint_url {
+            config = config.endpoint_url(url);
+        }
+        Ok(Self {
+            client: Client::from_conf(config.build()),
+            bucket: bucket.into(),
+        })
     }
 
     fn presigning(ttl: Duration) -> PortResult<(PresigningConfig, OffsetDateTime)> {
