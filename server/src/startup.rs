@@ -77,7 +77,7 @@ impl Application {
         let (storage, embedded_s3): (Arc<dyn ObjectStore>, _) = match &config.storage {
             StorageConfig::Embedded { addr } => {
                 let s3 = Arc::new(EmbeddedS3::start(&config.data_dir, *addr, origins).await?);
-                (Arc::new(s3.storage()), Some(s3))
+                (Arc::new(s3.storage().await?), Some(s3))
             }
             StorageConfig::External {
                 bucket,
@@ -85,14 +85,10 @@ impl Application {
                 force_path_style,
             } => {
                 let aws = aws.as_ref().expect("loaded for external storage");
-                let mut builder =
-                    aws_sdk_s3::config::Builder::from(aws).force_path_style(*force_path_style);
-                if let Some(url) = endpoint_url {
-                    builder = builder.endpoint_url(url);
-                }
-                let client =
-                    aws_sdk_s3::Client::from_conf(S3Storage::client_config(builder).build());
-                (Arc::new(S3Storage::new(client, bucket)), None)
+                let storage =
+                    S3Storage::connect(aws, bucket, endpoint_url.as_deref(), *force_path_style)
+                        .await?;
+                (Arc::new(storage), None)
             }
         };
 

@@ -11,7 +11,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use app::service::ports::BoxError;
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use aws_config::SdkConfig;
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, SharedCredentialsProvider};
 use axum::body::Body;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
@@ -133,21 +134,20 @@ impl EmbeddedS3 {
         Ok(())
     }
 
-    pub fn storage(&self) -> S3Storage {
-        let config = aws_sdk_s3::config::Builder::new()
+    pub async fn storage(&self) -> Result<S3Storage, BoxError> {
+        let credentials = Credentials::new(
+            &self.access_key,
+            &self.secret_key,
+            None,
+            None,
+            "portrait-embedded",
+        );
+        let shared = SdkConfig::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(REGION))
-            .credentials_provider(Credentials::new(
-                &self.access_key,
-                &self.secret_key,
-                None,
-                None,
-                "portrait-embedded",
-            ))
-            .endpoint_url(&self.endpoint)
-            .force_path_style(true);
-        let client = aws_sdk_s3::Client::from_conf(S3Storage::client_config(config).build());
-        S3Storage::new(client, BUCKET)
+            .credentials_provider(SharedCredentialsProvider::new(credentials))
+            .build();
+        S3Storage::connect(&shared, BUCKET, Some(&self.endpoint), true).await
     }
 }
 
