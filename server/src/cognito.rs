@@ -4,7 +4,7 @@
 
 use app::domain::{PhotoKey, UserId};
 use app::service::ports::{
-    BoxError, Directory, NewUser, Part, PortError, PortResult, SignedIn, Tokens,
+    BoxError, Directory, NewUser, Part, PortError, PortResult, SignInOutcome, SignedIn, Tokens,
 };
 use async_trait::async_trait;
 use aws_sdk_cognitoidentityprovider::error::SdkError;
@@ -40,14 +40,12 @@ impl CognitoDirectory {
         }
     }
 
-    /// Runs one `InitiateAuth` flow. `None` when Cognito refuses the credentials: wrong
-    /// password, no such user (pools that hide user existence say "not authorized" for both),
-    /// unconfirmed, a reset required, or a revoked refresh token.
+    /// Runs one `InitiateAuth` flow.
     async fn initiate(
         &self,
         flow: AuthFlowType,
         parameters: &[(&str, &str)],
-    ) -> PortResult<Option<AuthenticationResultType>> {
+    ) -> PortResult<Answer> {
         let mut request = self
             .client
             .initiate_auth()
@@ -60,7 +58,7 @@ impl CognitoDirectory {
             Ok(output) => output,
             Err(e) if refused(&e) => {
                 tracing::debug!(error = %e.into_service_error(), "Cognito refused a sign-in");
-                return Ok(None);
+                return Ok(Answer::Refused);
             }
             Err(e) => return Err(directory_error(e)),
         };
@@ -68,10 +66,24 @@ impl CognitoDirectory {
             // NEW_PASSWORD_REQUIRED, MFA...: flows this app does not offer. The account has to
             // be completed in Cognito's hosted UI or by an administrator first.
             tracing::warn!(%challenge, "sign-in needs a challenge the app does not support");
-            return Ok(None);
+            return Ok(Answer::Challenged);
         }
-        Ok(output.authentication_result)
+        output
+            .authentication_result
+            .map(Answer::Tokens)
+            .ok_or_else(|| directory_error("Cognito returned neither tokens nor a challenge"))
     }
+}
+
+/// What Cognito said to an `InitiateAuth`.
+enum Answer {
+    Tokens(AuthenticationResultType),
+    /// The credentials are refused: wrong password, no such user (pools that hide user
+    /// existence say "not authorized" for both), unconfirmed, a reset required, or a revoked
+    /// refresh token.
+    Refused,
+    /// Right credentials, but another step is due first.
+    Challenged,
 }
 
 fn refused(e: &SdkError<InitiateAuthError>) -> bool {
@@ -140,17 +152,19 @@ fn user_from_id_token(id_token: &str) -> PortResult<NewUser> {
 
 #[async_trait]
 impl Directory for CognitoDirectory {
-    async fn sign_in(&self, email: &str, password: &str) -> PortResult<Option<SignedIn>> {
+    async fn sign_in(&self, email: &str, password: &str) -> PortResult<SignInOutcome> {
         let parameters = [("USERNAME", email), ("PASSWORD", password)];
-        let Some(result) = self
+        let result = match self
             .initiate(AuthFlowType::UserPasswordAuth, &parameters)
             .await?
-        else {
-            return Ok(None);
+        {
+            Answer::Tokens(result) => result,
+            Answer::Refused => return Ok(SignInOutcome::Refused),
+            Answer::Challenged => return Ok(SignInOutcome::NeedsAnotherStep),
         };
         let tokens = tokens(&result)?;
         let user = user_from_id_token(&tokens.id_token)?;
-        Ok(Some(SignedIn { tokens, user }))
+        Ok(SignInOutcome::SignedIn(SignedIn { tokens, user }))
     }
 
     async fn refresh(&self, refresh_token: &str) -> PortResult<Option<Tokens>> {
@@ -159,8 +173,8 @@ impl Directory for CognitoDirectory {
             .initiate(AuthFlowType::RefreshTokenAuth, &parameters)
             .await?
         {
-            Some(result) => tokens(&result).map(Some),
-            None => Ok(None),
+            Answer::Tokens(result) => tokens(&result).map(Some),
+            Answer::Refused | Answer::Challenged => Ok(None),
         }
     }
 

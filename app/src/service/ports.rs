@@ -212,11 +212,21 @@ pub struct SignedIn {
     pub user: NewUser,
 }
 
+/// How a password sign-in ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SignInOutcome {
+    SignedIn(SignedIn),
+    /// Wrong email or password (which one is not said).
+    Refused,
+    /// The password was right, but the provider wants a step this app does not offer first
+    /// (a new password after an administrator's temporary one, MFA).
+    NeedsAnotherStep,
+}
+
 /// The identity provider: Cognito, or the embedded issuer.
 #[async_trait]
 pub trait Directory: Send + Sync {
-    /// `None` for a wrong email or password.
-    async fn sign_in(&self, email: &str, password: &str) -> PortResult<Option<SignedIn>>;
+    async fn sign_in(&self, email: &str, password: &str) -> PortResult<SignInOutcome>;
     /// New access and id tokens; `None` for a refresh token that is unknown, expired or revoked.
     async fn refresh(&self, refresh_token: &str) -> PortResult<Option<Tokens>>;
     /// The `picture` attribute as the directory holds it (for audits, and tests that compare

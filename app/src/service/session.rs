@@ -5,7 +5,7 @@
 use http::HeaderMap;
 
 use super::auth::{cookie, refresh_cookie_header, session_cookie_header, REFRESH_COOKIE};
-use super::ports::Tokens;
+use super::ports::{SignInOutcome, Tokens};
 use super::AppState;
 use crate::api::{LoginRequest, LoginResponse, RefreshRequest};
 use crate::error::ApiError;
@@ -23,11 +23,18 @@ impl AppState {
         if email.is_empty() || req.password.is_empty() {
             return Err(ApiError::bad_request("Email and password are required."));
         }
-        let signed_in = self
-            .directory
-            .sign_in(email, &req.password)
-            .await?
-            .ok_or_else(|| ApiError::new(401, "Incorrect email or password."))?;
+        let signed_in =
+            match self.directory.sign_in(email, &req.password).await? {
+                SignInOutcome::SignedIn(signed_in) => signed_in,
+                SignInOutcome::Refused => {
+                    return Err(ApiError::new(401, "Incorrect email or password."))
+                }
+                SignInOutcome::NeedsAnotherStep => return Err(ApiError::new(
+                    403,
+                    "This account must finish its set-up (a new password, or MFA) before it can \
+                     sign in here. Please ask an administrator.",
+                )),
+            };
         // First sign-in creates the user's row from what the directory says about them.
         self.users.ensure(&signed_in.user).await?;
         Ok(self.session(signed_in.tokens))

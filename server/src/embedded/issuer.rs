@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use app::domain::{PhotoKey, UserId};
 use app::service::ports::{
-    BoxError, Directory, NewUser, Part, PortError, PortResult, SignedIn, Tokens,
+    BoxError, Directory, NewUser, Part, PortError, PortResult, SignInOutcome, SignedIn, Tokens,
 };
 use async_trait::async_trait;
 use aws_lc_rs::encoding::AsDer;
@@ -244,15 +244,15 @@ fn directory_error(e: impl Into<BoxError>) -> PortError {
 
 #[async_trait]
 impl Directory for EmbeddedDirectory {
-    async fn sign_in(&self, email: &str, password: &str) -> PortResult<Option<SignedIn>> {
+    async fn sign_in(&self, email: &str, password: &str) -> PortResult<SignInOutcome> {
         let Some((account, hash)) = self.account("lower(a.email) = lower($1)", email).await? else {
             // Spend the same time as a real check, so response times do not reveal which
             // emails have accounts.
             let _ = verify_password(password, &DUMMY_HASH);
-            return Ok(None);
+            return Ok(SignInOutcome::Refused);
         };
         if !verify_password(password, &hash) {
-            return Ok(None);
+            return Ok(SignInOutcome::Refused);
         }
         let mut tokens = self.issuer.mint(&account).map_err(directory_error)?;
         tokens.refresh_token = Some(
@@ -260,7 +260,7 @@ impl Directory for EmbeddedDirectory {
                 .mint_refresh(&account.user.id)
                 .map_err(directory_error)?,
         );
-        Ok(Some(SignedIn {
+        Ok(SignInOutcome::SignedIn(SignedIn {
             tokens,
             user: account.user,
         }))

@@ -333,3 +333,23 @@ async fn the_browser_refreshes_with_a_cookie_only_the_refresh_endpoint_sees() {
         .collect();
     assert_eq!(cleared.len(), 2, "{cleared:?}");
 }
+
+#[tokio::test]
+async fn an_account_on_a_temporary_password_is_told_what_is_missing() {
+    let app = TestApp::spawn().await;
+    let Some(pool) = &app.cognito else {
+        eprintln!("skipped: needs a Cognito stand-in (the embedded accounts have no challenges)");
+        return;
+    };
+    pool.add_user_with_temporary_password("new@example.com")
+        .await;
+    let response = app.login_response("new@example.com", DEMO_PASSWORD).await;
+    let message = error_message(response, StatusCode::FORBIDDEN).await;
+    assert!(message.contains("administrator"), "{message}");
+    // A wrong password is still just wrong, and says nothing about the account.
+    let response = app.login_response("new@example.com", "not it").await;
+    assert_eq!(
+        error_message(response, StatusCode::UNAUTHORIZED).await,
+        "Incorrect email or password."
+    );
+}

@@ -70,6 +70,25 @@ impl TestPool {
     }
 
     async fn add_user(&self, email: &str, name: &str, phone: &str) {
+        self.create_user(email, name, phone).await;
+        self.client
+            .admin_set_user_password()
+            .user_pool_id(&self.pool_id)
+            .username(email)
+            .password(DEMO_PASSWORD)
+            .permanent(true)
+            .send()
+            .await
+            .expect("a permanent password");
+    }
+
+    /// A user as an administrator creates one: with a temporary password (the demo password),
+    /// which Cognito wants changed at the first sign-in.
+    pub async fn add_user_with_temporary_password(&self, email: &str) {
+        self.create_user(email, "New Person", "+15550000001").await;
+    }
+
+    async fn create_user(&self, email: &str, name: &str, phone: &str) {
         let attribute = |name: &str, value: &str| {
             AttributeType::builder()
                 .name(name)
@@ -81,6 +100,7 @@ impl TestPool {
             .admin_create_user()
             .user_pool_id(&self.pool_id)
             .username(email)
+            .temporary_password(DEMO_PASSWORD)
             .user_attributes(attribute("email", email))
             .user_attributes(attribute("email_verified", "true"))
             .user_attributes(attribute("name", name))
@@ -88,16 +108,7 @@ impl TestPool {
             .message_action(MessageActionType::Suppress)
             .send()
             .await
-            .expect("a demo user");
-        self.client
-            .admin_set_user_password()
-            .user_pool_id(&self.pool_id)
-            .username(email)
-            .password(DEMO_PASSWORD)
-            .permanent(true)
-            .send()
-            .await
-            .expect("a permanent password");
+            .expect("a user");
     }
 
     /// An access token from this pool for another app client (made on the spot).
