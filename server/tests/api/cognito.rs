@@ -9,6 +9,12 @@ use aws_sdk_cognitoidentityprovider::types::{
 use aws_sdk_cognitoidentityprovider::Client;
 use server::embedded::issuer::{DEMO_PASSWORD, DEMO_USERS};
 
+/// moto's server, when the suite runs against it. It serves every AWS API it fakes on one port:
+/// Cognito, and an S3 that checks no signature (never use it to prove a rejection).
+pub fn moto_endpoint() -> Option<String> {
+    std::env::var("PORTRAIT_TEST_COGNITO_ENDPOINT").ok()
+}
+
 pub struct TestPool {
     pub client: Client,
     pub endpoint: String,
@@ -19,7 +25,7 @@ pub struct TestPool {
 impl TestPool {
     /// The pool for one test, or `None` when the suite runs with the embedded issuer.
     pub async fn for_test() -> Option<Self> {
-        let endpoint = std::env::var("PORTRAIT_TEST_COGNITO_ENDPOINT").ok()?;
+        let endpoint = moto_endpoint()?;
         let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new("us-east-1"))
             .load()

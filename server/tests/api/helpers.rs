@@ -88,15 +88,13 @@ impl TestApp {
             server::telemetry::init(false);
         }
         let data_dir = tempfile::tempdir().expect("temp dir");
-        let mut env: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        // The set-up's storage first, so that a test's own variables win over it.
+        let mut env: HashMap<String, String> = external_s3_vars().into_iter().collect();
+        env.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         env.insert(
             "PORTRAIT_DATA_DIR".into(),
             data_dir.path().display().to_string(),
         );
-        env.extend(external_s3_vars());
         // `cargo xtask test` also runs this suite against PostgreSQL (twice: see the README).
         let postgres = match std::env::var("PORTRAIT_TEST_POSTGRES_URL") {
             Ok(admin_url) => {
