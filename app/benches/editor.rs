@@ -12,7 +12,8 @@ use app::editor::{decode, encode_jpeg, OUTPUT_SIZE, PREVIEW_SIZE};
 use image::codecs::jpeg::JpegEncoder;
 use image::RgbImage;
 
-/// What a phone camera writes: 12 MP and 48 MP, both 4:3.
+/// What a phone camera writes, 12 MP and 48 MP (4:3), with how many times to decode each:
+/// (name, width, height, decode runs).
 const PHOTOS: [(&str, u32, u32, usize); 2] = [("12 MP", 4000, 3000, 10), ("48 MP", 8000, 6000, 5)];
 
 fn main() {
