@@ -1,4 +1,6 @@
-import { defineConfig, devices } from "@playwright/test";
+import { defineConfig } from "@playwright/test";
+
+import { chromium } from "./chromium";
 
 // Driven by `cargo leptos end-to-end` (see `cargo xtask test`), which builds and serves the app
 // on the site address from Cargo.toml before running these tests.
@@ -16,27 +18,5 @@ export default defineConfig({
     baseURL: process.env.PORTRAIT_BASE_URL ?? "http://127.0.0.1:3000",
     trace: "retain-on-failure",
   },
-  projects: [
-    {
-      name: "chromium",
-      use: {
-        ...devices["Desktop Chrome"],
-        launchOptions: {
-          // Debian's chromium: Playwright's own browser download is not reachable here.
-          executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
-          args: [
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-          ],
-        },
-      },
-    },
-  ],
+  projects: [chromium],
 });

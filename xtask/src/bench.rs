@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use crate::{Result, StatusOk};
 
-const ADDR: &str = "127.0.0.1:3400";
+/// Where the release server under test listens (the editor benchmark points the browser here).
+pub(crate) const ADDR: &str = "127.0.0.1:3400";
 
 pub fn run(root: &Path, args: &[String]) -> Result {
     let seconds: u64 = args
@@ -83,12 +84,14 @@ fn ensure_wrk() -> Result {
         .status_ok()
 }
 
-struct Server {
+/// The release binary on a fresh data directory, embedded default, with the per-user limits
+/// lifted. It serves whatever `target/site` holds.
+pub(crate) struct Server {
     child: Child,
 }
 
 impl Server {
-    fn start(root: &Path, data: &Path, database_url: Option<String>) -> Result<Self> {
+    pub(crate) fn start(root: &Path, data: &Path, database_url: Option<String>) -> Result<Self> {
         // Measuring whatever else answers there would be worse than not measuring.
         if TcpStream::connect(ADDR).is_ok() {
             return Err(format!(
@@ -131,7 +134,7 @@ impl Server {
         json_field(&response, "accessToken").ok_or_else(|| "no accessToken".into())
     }
 
-    fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
@@ -306,11 +309,11 @@ fn confirm_figures(token: &str) -> Result {
     Ok(())
 }
 
-fn cores() -> usize {
+pub(crate) fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
-fn cpu_model() -> String {
+pub(crate) fn cpu_model() -> String {
     std::fs::File::open("/proc/cpuinfo")
         .ok()
         .and_then(|f| {

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{exit, Command};
 
 mod bench;
+mod editor_bench;
 mod services;
 
 use services::{Garage, Moto, Postgres};
@@ -27,8 +28,11 @@ fn main() {
         "tools" => Tools::ensure(&root, Needs::Everything).map(|_| ()),
         "peers" => peers(&root),
         "bench" => bench::run(&root, &env::args().skip(2).collect::<Vec<_>>()),
+        "bench-editor" => editor_bench::run(&root),
         _ => {
-            eprintln!("usage: cargo xtask <run|test|bench [seconds] [postgres]|tools|peers>");
+            eprintln!(
+                "usage: cargo xtask <run|test|bench [seconds] [postgres]|bench-editor|tools|peers>"
+            );
             exit(2);
         }
     };

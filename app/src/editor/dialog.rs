@@ -11,7 +11,7 @@ use super::transform::{render, Crop, MAX_ZOOM, MIN_ZOOM};
 use super::Photo;
 
 /// Pixels of the preview canvas (it is scaled by CSS to fit small screens).
-const PREVIEW_SIZE: u32 = 320;
+pub const PREVIEW_SIZE: u32 = 320;
 /// Keyboard steps: arrows pan this many preview pixels (Shift for ten times as far).
 const PAN_STEP: f32 = 4.0;
 const ZOOM_STEP: f32 = 0.1;

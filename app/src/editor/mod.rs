@@ -10,7 +10,7 @@ use image::codecs::jpeg::JpegEncoder;
 use image::imageops::FilterType;
 use image::{DynamicImage, ImageDecoder, ImageReader, Limits, RgbaImage};
 
-pub use dialog::ImageEditor;
+pub use dialog::{ImageEditor, PREVIEW_SIZE};
 use transform::{render, Crop, MAX_ZOOM};
 
 /// Side of the uploaded square picture.
