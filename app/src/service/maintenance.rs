@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use super::ports::{PortResult, QueuedTask, Task};
+use super::ports::{Part, PortError, PortResult, QueuedTask, Task};
 use super::AppState;
 
 /// How many tasks and abandoned uploads one pass handles at most, so a long outage's backlog
@@ -15,6 +15,9 @@ const PASS_LIMIT: u32 = 100;
 /// Abandoned uploads are swept this long after their URL expired: well past the grace a late
 /// confirm gets, so the sweeper never races a confirm that could still succeed.
 const SWEEP_AFTER: Duration = Duration::from_secs(10 * 60);
+
+/// Writes one attribute sync makes at most before it leaves the rest to a retry.
+const SYNC_ROUNDS: u32 = 5;
 
 /// What one maintenance pass did (also logged).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -73,14 +76,36 @@ impl AppState {
         outcome.is_ok()
     }
 
-    /// Makes the directory attribute match what the database holds now, whatever happened in
-    /// between: syncs can run late, twice or out of order and still converge.
+    /// Makes the directory attribute match what the database holds, whatever happened in
+    /// between: syncs can run late, twice, out of order or side by side and still converge.
+    ///
+    /// Reading the picture and writing it are two steps, so two syncs running together can
+    /// write in the wrong order (seen with Cognito under 50 parallel confirms): a sync that read
+    /// the older key may write last. So each sync reads again after writing, and writes again
+    /// until what it wrote is still what the database holds. The last write is then always
+    /// checked against the database, and a later change queues a sync of its own.
     async fn sync_picture(&self, user_id: &crate::domain::UserId) -> PortResult<()> {
-        let current = self.users.get(user_id).await?.and_then(|u| u.photo_key);
-        match current {
-            Some(key) => self.directory.set_picture(user_id, &key).await,
-            None => self.directory.remove_picture(user_id).await,
+        let current = || async {
+            let user = self.users.get(user_id).await?;
+            Ok::<_, PortError>(user.and_then(|u| u.photo_key))
+        };
+        let mut written = current().await?;
+        for _ in 0..SYNC_ROUNDS {
+            match &written {
+                Some(key) => self.directory.set_picture(user_id, key).await?,
+                None => self.directory.remove_picture(user_id).await?,
+            }
+            let now = current().await?;
+            if now == written {
+                return Ok(());
+            }
+            written = now;
         }
+        // Still moving: the task stays queued and runs again later.
+        Err(PortError::new(
+            Part::Directory,
+            "the picture kept changing while its attribute was written",
+        ))
     }
 
     /// One bounded pass: retries due tasks, then deletes the objects of uploads that were never
