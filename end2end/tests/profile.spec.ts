@@ -134,9 +134,11 @@ test("an expired session is renewed from the refresh cookie; signing out ends bo
   expect(await names()).toEqual(["portrait_refresh", "portrait_session"]);
   // The access token's cookie runs out (as it does after an hour away)...
   await context.clearCookies({ name: "portrait_session" });
+  // ...so /profile sends the browser to the sign-in page, which trades the refresh cookie for
+  // new tokens without asking and goes on (too fast to catch the URL in between).
+  const renewed = page.waitForResponse((r) => r.url().endsWith("/api/auth/refresh") && r.status() === 200);
   await page.goto("/profile");
-  await expect(page).toHaveURL(/\/login$/);
-  // ...and the sign-in page trades the refresh cookie for a new one without asking.
+  await renewed;
   await expect(page).toHaveURL(/\/profile$/);
   await expect(page.getByRole("heading", { name: ADA.name })).toBeVisible();
   expect(await names()).toEqual(["portrait_refresh", "portrait_session"]);
