@@ -7,7 +7,7 @@ use leptos::html;
 use leptos::prelude::*;
 use wasm_bindgen::{Clamped, JsCast};
 
-use super::transform::{render, Crop, MAX_ZOOM, MIN_ZOOM};
+use super::transform::{Crop, MAX_ZOOM, MIN_ZOOM};
 use super::Photo;
 
 /// Pixels of the preview canvas (it is scaled by CSS to fit small screens).
@@ -308,7 +308,7 @@ fn rotate_by(c: Crop, degrees: f32) -> Crop {
 }
 
 fn draw(canvas: &web_sys::HtmlCanvasElement, photo: &Photo, crop: Crop) {
-    let picture = render(&photo.preview, crop, PREVIEW_SIZE);
+    let picture = photo.preview(crop, PREVIEW_SIZE);
     let mut rgba = Vec::with_capacity((PREVIEW_SIZE * PREVIEW_SIZE * 4) as usize);
     for pixel in picture.pixels() {
         rgba.extend_from_slice(&[pixel[0], pixel[1], pixel[2], 255]);

@@ -1,138 +1,149 @@
 //! The picture editor: decoding the chosen photo, the crop transform, and the JPEG output.
-//! All of it is plain Rust, so it runs natively in tests and benchmarks and in WASM in the browser.
+//! All of it but `open` is plain Rust, so it runs natively in tests and benchmarks and in WASM in
+//! the browser.
 
+mod decode;
 mod dialog;
+mod open;
 pub mod transform;
 
-use std::io::Cursor;
-
-use image::codecs::jpeg::JpegEncoder;
-use image::imageops::FilterType;
-use image::{DynamicImage, ImageDecoder, ImageReader, Limits, RgbaImage};
-
+pub use decode::{decode_at_least, DecodeError, Decoded, MAX_INPUT_BYTES, MAX_INPUT_PIXELS};
 pub use dialog::{ImageEditor, PREVIEW_SIZE};
-use transform::{render, Crop, MAX_ZOOM};
+pub use open::open;
+use transform::{render, Crop};
+
+use image::RgbaImage;
 
 /// Side of the uploaded square picture.
 pub const OUTPUT_SIZE: u32 = 512;
 /// JPEG quality of the upload: visually clean at avatar sizes, a few tens of KB.
 pub const OUTPUT_QUALITY: u8 = 85;
-/// Side of the working copy the preview renders from, so slider moves never touch the full photo.
-pub const PREVIEW_SOURCE_SIZE: u32 = 1024;
-/// Shortest side of the copy the editor keeps: at the largest zoom the output's 512 pixels span
-/// `short side / MAX_ZOOM` photo pixels, so more than this is never sampled. A 48 MP photo then
-/// costs ~35 MB instead of ~190 MB for as long as the dialog is open.
-pub const MAX_SOURCE_SIZE: u32 = OUTPUT_SIZE * MAX_ZOOM as u32;
+/// Shortest side a photo is decoded at when it opens: the preview at every zoom and a Save up to
+/// zoom 2 (2 × 512) need no more. A Save zoomed in further decodes the file again at the
+/// resolution it needs (see [`Photo::export`]), so opening never pays for detail that is rarely
+/// used, and no full-resolution copy stays alive while the dialog is open.
+pub const WORKING_SIZE: u32 = 1024;
 
-/// Refused before decoding: larger files are not photos anyone means to use as an avatar, and
-/// decoding them could exhaust the tab's memory.
-pub const MAX_INPUT_BYTES: usize = 50 * 1024 * 1024;
-pub const MAX_INPUT_PIXELS: u64 = 100_000_000;
-
-/// A decoded photo, upright, at no more resolution than the output can use, with a small copy
-/// for the preview.
+/// A photo opened in the editor: upright, at its working resolution and in successive halvings
+/// of it, so that every render, preview or Save, samples a copy with between one and two photo
+/// pixels per output pixel. (Bilinear sampling of a copy much larger than the output would
+/// alias; resizing the whole photo at every repaint would be slow.)
 pub struct Photo {
-    pub source: RgbaImage,
-    pub preview: RgbaImage,
+    /// Largest first; each level half the width and height of the one before.
+    levels: Vec<RgbaImage>,
+    /// The file, kept when it holds more detail than `levels[0]`, for Saves that need it.
+    original: Option<Vec<u8>>,
 }
 
 impl Photo {
-    pub fn dimensions(&self) -> (u32, u32) {
-        self.source.dimensions()
+    /// Decodes a picked file at the working resolution.
+    pub fn decode(bytes: Vec<u8>) -> Result<Self, DecodeError> {
+        let decoded = decode_at_least(&bytes, WORKING_SIZE)?;
+        let (full_w, full_h) = decoded.full_size;
+        let has_more = full_w.min(full_h) > short_side(&decoded.image);
+        Ok(Self::from_image(decoded.image, has_more.then_some(bytes)))
     }
 
-    /// The JPEG to upload: the same transform as the preview, from a copy scaled so that the crop
-    /// covers about one photo pixel per output pixel (sharper and faster than sampling 12 MP).
+    /// A photo the browser decoded (see `open`): what it gave is all there is.
+    pub fn from_pixels(image: RgbaImage) -> Self {
+        Self::from_image(image, None)
+    }
+
+    fn from_image(image: RgbaImage, original: Option<Vec<u8>>) -> Self {
+        let mut levels = vec![image];
+        // Down to the smallest copy any render uses: the preview at zoom 1.
+        while let Some(half) = levels
+            .last()
+            .filter(|l| short_side(l) / 2 >= PREVIEW_SIZE)
+            .map(halve)
+        {
+            levels.push(half);
+        }
+        Self { levels, original }
+    }
+
+    /// Width and height of the working copy; the crop is relative, so only the ratio matters.
+    pub fn dimensions(&self) -> (u32, u32) {
+        self.levels[0].dimensions()
+    }
+
+    /// The smallest level that still has one pixel per output pixel across the crop circle.
+    fn level_for(&self, crop: Crop, size: u32) -> &RgbaImage {
+        let needed = (crop.zoom * size as f32).ceil() as u32;
+        self.levels
+            .iter()
+            .rev()
+            .find(|level| short_side(level) >= needed)
+            .unwrap_or(&self.levels[0])
+    }
+
+    /// The `size`×`size` preview of `crop`.
+    pub fn preview(&self, crop: Crop, size: u32) -> image::RgbImage {
+        render(self.level_for(crop, size), crop, size)
+    }
+
+    /// The JPEG to upload: the same transform as the preview, at [`OUTPUT_SIZE`]. Zoomed in
+    /// further than the working copy can serve, the file is decoded again at the resolution the
+    /// crop needs (and that copy dropped afterwards).
     pub fn export(&self, crop: Crop) -> Result<Vec<u8>, String> {
-        let (w, h) = self.source.dimensions();
-        let needed = (OUTPUT_SIZE as f32 * crop.zoom).ceil() as u32;
-        let short_side = w.min(h);
-        let scaled;
-        let source = if short_side > needed * 2 {
-            let (sw, sh) = with_short_side(w, h, needed);
-            scaled = image::imageops::resize(&self.source, sw, sh, FilterType::Triangle);
-            &scaled
-        } else {
-            &self.source
+        let needed = (crop.zoom * OUTPUT_SIZE as f32).ceil() as u32;
+        let picture = match &self.original {
+            Some(bytes) if short_side(&self.levels[0]) < needed => {
+                let sharper = decode_at_least(bytes, needed).map_err(|e| e.message())?;
+                render(&sharper.image, crop, OUTPUT_SIZE)
+            }
+            _ => render(self.level_for(crop, OUTPUT_SIZE), crop, OUTPUT_SIZE),
         };
-        let picture = render(source, crop, OUTPUT_SIZE);
         encode_jpeg(&picture)
     }
 }
 
-/// Decodes a picked file, honouring EXIF orientation so phone photos are upright.
-pub fn decode(bytes: &[u8]) -> Result<Photo, String> {
-    if bytes.len() > MAX_INPUT_BYTES {
-        return Err(format!(
-            "This file is too large ({} MB). Please choose a photo under {} MB.",
-            bytes.len() / (1024 * 1024),
-            MAX_INPUT_BYTES / (1024 * 1024)
-        ));
-    }
-    let unsupported = || {
-        "This image format is not supported. Please use a JPEG, PNG, WebP, GIF or BMP photo."
-            .to_string()
-    };
-    let reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|_| unsupported())?;
-    if reader.format().is_none() {
-        return Err(unsupported());
-    }
-    let mut decoder = reader.into_decoder().map_err(|_| unsupported())?;
-    let (w, h) = decoder.dimensions();
-    if u64::from(w) * u64::from(h) > MAX_INPUT_PIXELS {
-        return Err(format!(
-            "This photo is {w}×{h} pixels; please choose one under {} megapixels.",
-            MAX_INPUT_PIXELS / 1_000_000
-        ));
-    }
-    let mut limits = Limits::default();
-    limits.max_alloc = Some(MAX_INPUT_PIXELS * 4 + 64 * 1024 * 1024);
-    decoder.set_limits(limits).map_err(|e| e.to_string())?;
-    let orientation = decoder.orientation().ok();
-    let mut image = DynamicImage::from_decoder(decoder)
-        .map_err(|_| "This image could not be read; the file may be damaged.".to_string())?;
-    if let Some(orientation) = orientation {
-        image.apply_orientation(orientation);
-    }
-    // Shrink in the decoder's own pixel format (RGB for a JPEG) before converting to RGBA, so the
-    // decoded buffer is the only full-resolution copy that ever exists; it is dropped here.
-    let (w, h) = (image.width(), image.height());
-    let source = if w.min(h) > MAX_SOURCE_SIZE {
-        let (sw, sh) = with_short_side(w, h, MAX_SOURCE_SIZE);
-        image.thumbnail_exact(sw, sh).into_rgba8()
-    } else {
-        image.into_rgba8()
-    };
-    let preview = preview_copy(&source);
-    Ok(Photo { source, preview })
+fn short_side(image: &RgbaImage) -> u32 {
+    image.width().min(image.height())
 }
 
-fn preview_copy(full: &RgbaImage) -> RgbaImage {
-    let (w, h) = full.dimensions();
-    if w.min(h) <= PREVIEW_SOURCE_SIZE {
-        return full.clone();
+/// Half the width and height, each pixel the mean of a 2×2 block (an odd last row or column is
+/// dropped: less than a pixel, invisible at these sizes).
+fn halve(image: &RgbaImage) -> RgbaImage {
+    let (w, h) = (image.width() / 2, image.height() / 2);
+    let stride = image.width() as usize * 4;
+    let src = image.as_raw();
+    let mut out = Vec::with_capacity(w as usize * h as usize * 4);
+    for y in 0..h as usize {
+        let top = &src[2 * y * stride..][..stride];
+        let bottom = &src[(2 * y + 1) * stride..][..stride];
+        for (a, b) in top
+            .chunks_exact(8)
+            .zip(bottom.chunks_exact(8))
+            .take(w as usize)
+        {
+            for c in 0..4 {
+                let sum =
+                    u16::from(a[c]) + u16::from(a[c + 4]) + u16::from(b[c]) + u16::from(b[c + 4]);
+                out.push(((sum + 2) / 4) as u8);
+            }
+        }
     }
-    let (pw, ph) = with_short_side(w, h, PREVIEW_SOURCE_SIZE);
-    image::imageops::thumbnail(full, pw, ph)
+    RgbaImage::from_raw(w, h, out).expect("the buffer has w × h pixels")
 }
 
-/// `w`×`h` scaled so that the shorter side is `short_side`, keeping the aspect ratio.
-fn with_short_side(w: u32, h: u32, short_side: u32) -> (u32, u32) {
-    let factor = short_side as f32 / w.min(h).max(1) as f32;
-    (
-        ((w as f32 * factor).round() as u32).max(1),
-        ((h as f32 * factor).round() as u32).max(1),
-    )
-}
-
-/// Baseline JPEG with no metadata at all: the encoder writes only what the pixels need, so no
-/// EXIF, GPS or ICC data from the original can survive.
+/// Baseline JPEG with no metadata at all: the encoder writes a bare JFIF header and the pixels,
+/// so no EXIF, GPS or ICC data from the original can survive. (Optimised Huffman tables would
+/// save a few KB, but zune-jpeg, the server's decoder, misread jpeg-encoder 0.7's: standard
+/// tables are what every decoder has been tested with.)
 pub fn encode_jpeg(picture: &image::RgbImage) -> Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(64 * 1024);
-    JpegEncoder::new_with_quality(&mut out, OUTPUT_QUALITY)
-        .encode_image(picture)
+    let mut encoder = jpeg_encoder::Encoder::new(&mut out, OUTPUT_QUALITY);
+    encoder.set_sampling_factor(jpeg_encoder::SamplingFactor::F_2_2);
+    encoder.set_chroma_subsampling_method(jpeg_encoder::ChromaSubsamplingMethod::Average);
+    let side = |n: u32| u16::try_from(n).map_err(|_| "The picture is too large.".to_string());
+    encoder
+        .encode(
+            picture.as_raw(),
+            side(picture.width())?,
+            side(picture.height())?,
+            jpeg_encoder::ColorType::Rgb,
+        )
         .map_err(|e| format!("Could not encode the picture: {e}"))?;
     Ok(out)
 }
@@ -193,13 +204,17 @@ mod tests {
         })
     }
 
+    fn decode(bytes: &[u8]) -> Result<Photo, DecodeError> {
+        Photo::decode(bytes.to_vec())
+    }
+
     #[test]
     fn exif_orientation_is_applied_so_phone_photos_are_upright() {
         let photo = decode(&phone_jpeg(&left_red_right_blue(), 6)).unwrap();
         // Rotated 90° clockwise: 20 wide, 40 tall, and the left half is now the top half.
         assert_eq!(photo.dimensions(), (20, 40));
-        let top = photo.source.get_pixel(10, 5).0;
-        let bottom = photo.source.get_pixel(10, 35).0;
+        let top = photo.levels[0].get_pixel(10, 5).0;
+        let bottom = photo.levels[0].get_pixel(10, 35).0;
         assert!(top[0] > 150 && top[2] < 100, "top {top:?}");
         assert!(bottom[2] > 150 && bottom[0] < 100, "bottom {bottom:?}");
     }
@@ -225,38 +240,134 @@ mod tests {
     #[test]
     fn export_is_a_512_square_jpeg() {
         let photo = decode(&jpeg_of(1600, 1200)).unwrap();
-        assert_eq!(photo.preview.dimensions(), (1365, 1024));
+        let sizes: Vec<_> = photo.levels.iter().map(|l| l.dimensions()).collect();
+        assert_eq!(
+            sizes,
+            [(1600, 1200), (800, 600)],
+            "1,200 px is within 2× of the working size"
+        );
         let bytes = photo.export(Crop::default()).unwrap();
         assert!(bytes.starts_with(&[0xFF, 0xD8, 0xFF]));
         let out = image::load_from_memory(&bytes).unwrap();
         assert_eq!((out.width(), out.height()), (OUTPUT_SIZE, OUTPUT_SIZE));
     }
 
-    #[test]
-    fn a_large_photo_is_kept_only_at_the_resolution_the_output_can_use() {
-        let photo = decode(&jpeg_of(MAX_SOURCE_SIZE * 2, MAX_SOURCE_SIZE * 3 / 2)).unwrap();
-        assert_eq!(
-            photo.dimensions(),
-            (MAX_SOURCE_SIZE * 4 / 3, MAX_SOURCE_SIZE),
-            "aspect ratio kept, short side capped"
-        );
-        assert_eq!(photo.preview.height(), PREVIEW_SOURCE_SIZE);
-        let crop = Crop {
-            zoom: MAX_ZOOM,
-            ..Crop::default()
-        };
-        let out = image::load_from_memory(&photo.export(crop).unwrap()).unwrap();
-        assert_eq!((out.width(), out.height()), (OUTPUT_SIZE, OUTPUT_SIZE));
+    /// A 12 MP photo of one-pixel vertical stripes: detail that only the full resolution holds
+    /// (any halving averages it to grey).
+    fn stripes() -> Vec<u8> {
+        let pixels = image::RgbImage::from_fn(4000, 3000, |x, _| {
+            image::Rgb(if x % 2 == 0 { [10; 3] } else { [245; 3] })
+        });
+        encode_jpeg(&pixels).unwrap()
+    }
+
+    /// How far apart the darkest and the lightest pixel of the middle row are.
+    fn contrast(jpeg: &[u8]) -> u8 {
+        let out = image::load_from_memory(jpeg).unwrap().into_luma8();
+        let row = out.rows().nth(out.height() as usize / 2).unwrap();
+        let (lo, hi) = row.fold((255, 0), |(lo, hi), p| (p.0[0].min(lo), p.0[0].max(hi)));
+        hi - lo
     }
 
     #[test]
-    fn unsupported_and_damaged_files_get_a_clear_message() {
-        let err = decode(b"<svg xmlns='http://www.w3.org/2000/svg'/>")
+    fn a_large_photo_opens_at_the_working_size_and_a_deep_zoom_decodes_more() {
+        let photo = decode(&stripes()).unwrap();
+        assert_eq!(
+            photo.dimensions(),
+            (2000, 1500),
+            "decoded at 1/2, aspect ratio kept"
+        );
+        assert!(
+            photo.original.is_some(),
+            "the file is kept for deeper zooms"
+        );
+        // Zoom 2 needs 1,024 pixels across: the working copy has them, the stripes are mostly
+        // gone (some moiré is left: 84 of 255 when this was written).
+        let zoom = |zoom| Crop {
+            zoom,
+            ..Crop::default()
+        };
+        assert!(contrast(&photo.export(zoom(2.0)).unwrap()) < 120);
+        // Zoom 5 needs 2,560: the Save decodes the file again, at full size, and shows them
+        // (229 when this was written).
+        assert!(contrast(&photo.export(zoom(5.0)).unwrap()) > 200);
+    }
+
+    #[test]
+    fn preview_and_output_agree_for_an_exif_rotated_photo() {
+        // The WYSIWYG promise through the whole pipeline: decoded from a sideways phone JPEG,
+        // the 512 output scaled to preview size matches the preview, which comes from a smaller
+        // level of the photo.
+        let pixels = image::RgbImage::from_fn(1600, 1200, |x, y| {
+            image::Rgb([(x / 7) as u8, (y / 5) as u8, ((x + 2 * y) / 16) as u8])
+        });
+        let photo = decode(&phone_jpeg(&pixels, 6)).unwrap();
+        assert_eq!(photo.dimensions(), (1200, 1600));
+        for crop in [
+            Crop::default(),
+            Crop {
+                zoom: 1.8,
+                rotation_deg: 37.0,
+                center_x: 0.4,
+                center_y: 0.55,
+            },
+            Crop {
+                zoom: 4.0,
+                rotation_deg: -120.0,
+                center_x: 0.6,
+                center_y: 0.3,
+            },
+        ] {
+            let preview = photo.preview(crop, 128);
+            let output = image::load_from_memory(&photo.export(crop).unwrap())
+                .unwrap()
+                .into_rgb8();
+            let scaled =
+                image::imageops::resize(&output, 128, 128, image::imageops::FilterType::Triangle);
+            let worst = preview
+                .pixels()
+                .zip(scaled.pixels())
+                .flat_map(|(a, b)| a.0.into_iter().zip(b.0).map(|(x, y)| x.abs_diff(y)))
+                .max()
+                .unwrap();
+            assert!(
+                worst <= 16,
+                "preview and output differ by {worst} for {crop:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn unsupported_damaged_and_oversized_files_get_a_clear_message() {
+        let svg = decode(b"<svg xmlns='http://www.w3.org/2000/svg'/>")
             .err()
             .unwrap();
-        assert!(err.contains("not supported"), "{err}");
+        assert_eq!(svg, DecodeError::Unsupported);
+        assert!(svg.message().contains("JPEG, PNG, WebP, GIF or BMP"));
+        // A format `image` knows but this build leaves to the browser (an ICO header).
+        let ico = decode(&[
+            0, 0, 1, 0, 1, 0, 16, 16, 0, 0, 1, 0, 32, 0, 0, 0, 0, 0, 22, 0, 0, 0,
+        ]);
+        assert_eq!(ico.err(), Some(DecodeError::Unsupported));
+
         let mut truncated = jpeg_of(64, 64);
         truncated.truncate(200);
-        assert!(decode(&truncated).is_err());
+        assert_eq!(decode(&truncated).err(), Some(DecodeError::Damaged));
+
+        // A real JPEG whose header claims 12,000×10,000: refused before any decoding.
+        let mut huge = jpeg_of(16, 16);
+        let sof = huge.windows(2).position(|m| m == [0xFF, 0xC0]).unwrap();
+        huge[sof + 5..sof + 9].copy_from_slice(&[0x27, 0x10, 0x2E, 0xE0]);
+        let message = decode(&huge).err().unwrap().message();
+        assert!(
+            message.contains("12000×10000") && message.contains("100 megapixels"),
+            "{message}"
+        );
+
+        let message = DecodeError::too_many_bytes(60 * 1024 * 1024).message();
+        assert!(
+            message.contains("60 MB") && message.contains("under 50 MB"),
+            "{message}"
+        );
     }
 }

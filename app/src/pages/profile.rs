@@ -8,9 +8,9 @@ use super::load_error;
 use crate::api::Profile;
 use crate::components::Avatar;
 use crate::editor::transform::Crop;
-use crate::editor::{decode, ImageEditor, Photo};
+use crate::editor::{open, ImageEditor, Photo};
 use crate::server_fns::{delete_picture, get_profile};
-use crate::upload::{read_file, upload_picture};
+use crate::upload::upload_picture;
 
 #[component]
 pub fn ProfilePage() -> impl IntoView {
@@ -58,7 +58,7 @@ fn ProfileCard(profile: Profile) -> impl IntoView {
         input.set_value("");
         page_error.set(None);
         spawn_local(async move {
-            match read_file(&file).await.and_then(|bytes| decode(&bytes)) {
+            match open(&file).await {
                 Ok(decoded) => photo.set(Some(Arc::new(decoded))),
                 Err(message) => page_error.set(Some(message)),
             }
