@@ -1,4 +1,4 @@
-import { expect, test, type Page, type APIRequestContext } from "@playwright/test";
+import { expect, test, type Locator, type Page, type APIRequestContext } from "@playwright/test";
 
 const PASSWORD = "portrait-demo";
 const ADA = { email: "ada@example.com", name: "Ada Dev", initials: "AD" };
@@ -31,9 +31,9 @@ async function removePicture(request: APIRequestContext, email: string) {
 
 /** A photo made by the browser itself, so the tests need no fixture files. With `halves`, the
  * left half is red and the right half blue, so which way up it ended is easy to check. */
-async function photo(page: Page, width = 1200, height = 900, halves = false): Promise<Buffer> {
+async function photo(page: Page, width = 1200, height = 900, halves = false, type = "image/jpeg"): Promise<Buffer> {
   const bytes = await page.evaluate(
-    async ([w, h, halves]) => {
+    async ([w, h, halves, type]) => {
       const canvas = new OffscreenCanvas(w, h);
       const ctx = canvas.getContext("2d")!;
       if (halves) {
@@ -52,10 +52,10 @@ async function photo(page: Page, width = 1200, height = 900, halves = false): Pr
         ctx.arc(w / 2, h / 2, Math.min(w, h) / 4, 0, Math.PI * 2);
         ctx.fill();
       }
-      const blob = await canvas.convertToBlob({ type: "image/jpeg", quality: 0.9 });
+      const blob = await canvas.convertToBlob({ type, quality: 0.9 });
       return Array.from(new Uint8Array(await blob.arrayBuffer()));
     },
-    [width, height, halves] as const,
+    [width, height, halves, type] as const,
   );
   return Buffer.from(bytes);
 }
@@ -89,11 +89,33 @@ function withExif(jpeg: Buffer, orientation: number): Buffer {
   return Buffer.concat([header, app1, jpeg.subarray(2)]);
 }
 
-async function choosePhoto(page: Page, buffer?: Buffer) {
+async function choosePhoto(page: Page, buffer?: Buffer, name = "holiday.jpg", mimeType = "image/jpeg") {
   const chooser = page.waitForEvent("filechooser");
   await page.getByRole("button", { name: "Change profile picture" }).click();
-  await (await chooser).setFiles({ name: "holiday.jpg", mimeType: "image/jpeg", buffer: buffer ?? (await photo(page)) });
+  await (await chooser).setFiles({ name, mimeType, buffer: buffer ?? (await photo(page)) });
   return page.getByRole("dialog", { name: "Edit & Adjust Profile Image" });
+}
+
+/** A Windows icon holding one PNG image: a format Chromium decodes and our build does not. */
+function icoOf(png: Buffer, width: number, height: number): Buffer {
+  const header = Buffer.alloc(22);
+  header.writeUInt16LE(1, 2); // type: icon
+  header.writeUInt16LE(1, 4); // one image
+  header.writeUInt8(width, 6);
+  header.writeUInt8(height, 7);
+  header.writeUInt16LE(1, 10); // colour planes
+  header.writeUInt16LE(32, 12); // bits per pixel
+  header.writeUInt32LE(png.length, 14);
+  header.writeUInt32LE(22, 18); // the PNG starts right after this header
+  return Buffer.concat([header, png]);
+}
+
+/** The colour of one pixel of the editor's preview canvas. */
+async function previewPixel(preview: Locator, x: number, y: number): Promise<number[]> {
+  return preview.evaluate(
+    (canvas: HTMLCanvasElement, [x, y]) => Array.from(canvas.getContext("2d")!.getImageData(x, y, 1, 1).data),
+    [x, y] as const,
+  );
 }
 
 test("signing in shows the profile with initials and personal info", async ({ page, request }) => {
@@ -391,3 +413,110 @@ test("pinching with two fingers zooms", async ({ page, request }) => {
   await expect(dialog.locator("[aria-live=polite]")).toHaveText("Zoom 200%, rotated 0°");
   await expect(dialog.getByRole("slider", { name: "Zoom" })).toHaveValue("2");
 });
+
+test("a format only the browser can decode opens through the browser's decoder and saves like a photo", async ({ page, request }) => {
+  await removePicture(request, ADA.email);
+  await signIn(page, ADA.email);
+  const png = await photo(page, 200, 150, true, "image/png");
+  const dialog = await choosePhoto(page, icoOf(png, 200, 150), "logo.ico", "image/x-icon");
+  await expect(dialog).toBeVisible();
+  // The crop circle covers the middle 150×150: red on its left, blue on its right.
+  const preview = dialog.getByLabel("Crop preview");
+  const [leftRed, , leftBlue] = await previewPixel(preview, 40, 160);
+  const [rightRed, , rightBlue] = await previewPixel(preview, 280, 160);
+  expect(leftRed).toBeGreaterThan(180);
+  expect(leftBlue).toBeLessThan(80);
+  expect(rightBlue).toBeGreaterThan(180);
+  expect(rightRed).toBeLessThan(80);
+
+  await dialog.getByRole("button", { name: "Save" }).click();
+  await expect(dialog).toBeHidden();
+  const avatar = page.getByRole("img", { name: `Profile picture of ${ADA.name}` });
+  await expect
+    .poll(() => avatar.evaluate((img: HTMLImageElement) => img.complete && img.naturalWidth))
+    .toBe(512);
+});
+
+test("files that cannot be opened say why, and the page goes on working", async ({ page, request }) => {
+  await removePicture(request, ADA.email);
+  await signIn(page, ADA.email);
+  const dialog = page.getByRole("dialog", { name: "Edit & Adjust Profile Image" });
+  const alert = page.getByRole("alert");
+
+  // An iPhone photo (HEIC) in a browser that cannot decode it either: the formats that work.
+  const heic = Buffer.concat([
+    Buffer.from([0, 0, 0, 0x18]),
+    Buffer.from("ftypheic\0\0\0\0mif1heic", "latin1"),
+    Buffer.alloc(2048, 7),
+  ]);
+  await choosePhoto(page, heic, "IMG_0001.HEIC", "image/heic");
+  await expect(alert).toContainText("not supported");
+  await expect(alert).toContainText("JPEG, PNG, WebP, GIF or BMP");
+  await expect(dialog).toBeHidden();
+
+  // A JPEG whose header says 12,000×10,000 (120 MP): refused before decoding, no frozen tab.
+  const huge = await photo(page, 64, 64);
+  const sof = huge.indexOf(Buffer.from([0xff, 0xc0]));
+  huge.writeUInt16BE(10000, sof + 5);
+  huge.writeUInt16BE(12000, sof + 7);
+  await choosePhoto(page, huge);
+  await expect(alert).toContainText("12000×10000 pixels");
+  await expect(alert).toContainText("under 100 megapixels");
+
+  // A 60 MB file, handed to the input inside the page (no need to ship it through Playwright).
+  await page.evaluate(() => {
+    const input = document.querySelector<HTMLInputElement>('input[type="file"]')!;
+    const transfer = new DataTransfer();
+    transfer.items.add(new File([new Uint8Array(60 * 1024 * 1024)], "scan.jpg", { type: "image/jpeg" }));
+    input.files = transfer.files;
+    input.dispatchEvent(new Event("change", { bubbles: true }));
+  });
+  await expect(alert).toContainText("too large (60 MB)");
+  await expect(alert).toContainText("under 50 MB");
+
+  // And a real photo still opens, with the message gone.
+  await choosePhoto(page);
+  await expect(dialog).toBeVisible();
+  await expect(alert).toBeHidden();
+});
+
+for (const screen of [
+  { name: "a 360 px wide phone", width: 360, height: 740 },
+  // What a 1280×800 window shows at 200% browser zoom: the layout sees 640×400 CSS pixels.
+  { name: "200% browser zoom", width: 640, height: 400 },
+]) {
+  test(`the editor works on ${screen.name}`, async ({ page, request }) => {
+    await removePicture(request, ADA.email);
+    await page.setViewportSize({ width: screen.width, height: screen.height });
+    await signIn(page, ADA.email);
+    const dialog = await choosePhoto(page);
+    await expect(dialog).toBeVisible();
+
+    // Nothing sticks out sideways, and the preview is still a usable size.
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    expect(overflow).toBeLessThanOrEqual(0);
+    const box = (await dialog.boundingBox())!;
+    expect(box.x).toBeGreaterThanOrEqual(0);
+    expect(box.x + box.width).toBeLessThanOrEqual(screen.width);
+    const preview = (await dialog.getByLabel("Crop preview").boundingBox())!;
+    expect(preview.width).toBeGreaterThanOrEqual(Math.min(320, screen.width - 80));
+
+    // Taller than the window, the dialog scrolls: its heading and its buttons can all be reached.
+    const heading = dialog.getByRole("heading", { name: "Edit & Adjust Profile Image" });
+    await heading.scrollIntoViewIfNeeded();
+    await expect(heading).toBeInViewport();
+    for (const control of [
+      dialog.getByRole("slider", { name: "Zoom" }),
+      dialog.getByRole("slider", { name: "Rotate" }),
+      dialog.getByRole("button", { name: "Cancel" }),
+      dialog.getByRole("button", { name: "Save" }),
+    ]) {
+      await control.scrollIntoViewIfNeeded();
+      await expect(control).toBeInViewport();
+    }
+    await dialog.getByRole("slider", { name: "Zoom" }).fill("1.5");
+    await dialog.getByRole("button", { name: "Save" }).click();
+    await expect(dialog).toBeHidden();
+    await expect(page.getByRole("img", { name: `Profile picture of ${ADA.name}` })).toHaveJSProperty("tagName", "IMG");
+  });
+}

@@ -307,7 +307,26 @@ fn rotate_by(c: Crop, degrees: f32) -> Crop {
     }
 }
 
+/// Paints the preview. Each repaint is a User Timing measure named `portrait-preview` (visible
+/// in the browser's performance panel; `cargo xtask bench-editor` reads them).
 fn draw(canvas: &web_sys::HtmlCanvasElement, photo: &Photo, crop: Crop) {
+    let performance = window().performance();
+    if let Some(performance) = &performance {
+        let _ = performance.mark(PREVIEW_MARK);
+    }
+    paint(canvas, photo, crop);
+    if let Some(performance) = &performance {
+        // Only the latest is kept in the timeline (observers still see every one), so a long
+        // editing session does not pile up entries.
+        performance.clear_measures_with_measure_name(PREVIEW_MEASURE);
+        let _ = performance.measure_with_start_mark(PREVIEW_MEASURE, PREVIEW_MARK);
+    }
+}
+
+const PREVIEW_MARK: &str = "portrait-preview-start";
+const PREVIEW_MEASURE: &str = "portrait-preview";
+
+fn paint(canvas: &web_sys::HtmlCanvasElement, photo: &Photo, crop: Crop) {
     let picture = photo.preview(crop, PREVIEW_SIZE);
     let mut rgba = Vec::with_capacity((PREVIEW_SIZE * PREVIEW_SIZE * 4) as usize);
     for pixel in picture.pixels() {

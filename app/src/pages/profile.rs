@@ -35,6 +35,8 @@ fn ProfileCard(profile: Profile) -> impl IntoView {
     let busy = RwSignal::new(None::<String>);
     let save_error = RwSignal::new(None::<String>);
     let page_error = RwSignal::new(None::<String>);
+    // True between choosing a file and the editor (or an error) appearing.
+    let opening = RwSignal::new(false);
     let file_input = NodeRef::<html::Input>::new();
     let pencil = NodeRef::<html::Button>::new();
 
@@ -57,8 +59,11 @@ fn ProfileCard(profile: Profile) -> impl IntoView {
         // Clear the input so that choosing the same file again still fires `change`.
         input.set_value("");
         page_error.set(None);
+        opening.set(true);
         spawn_local(async move {
-            match open(&file).await {
+            let opened = open(&file).await;
+            opening.set(false);
+            match opened {
                 Ok(decoded) => photo.set(Some(Arc::new(decoded))),
                 Err(message) => page_error.set(Some(message)),
             }
@@ -152,6 +157,9 @@ fn ProfileCard(profile: Profile) -> impl IntoView {
                 <button type="button" class="link-button" on:click=on_remove>
                     "Remove picture"
                 </button>
+            </Show>
+            <Show when=move || opening.get()>
+                <p class="muted" role="status">"Opening your photo…"</p>
             </Show>
             {move || page_error.get().map(|message| view! { <p class="alert" role="alert">{message}</p> })}
             <div class="tabs" role="tablist" aria-label="Profile sections">
