@@ -9,7 +9,7 @@ pub mod transform;
 
 pub use decode::{decode_at_least, DecodeError, Decoded, MAX_INPUT_BYTES, MAX_INPUT_PIXELS};
 pub use dialog::{ImageEditor, PREVIEW_SIZE};
-pub use open::open;
+pub use open::{after_paint, open};
 use transform::{render, Crop};
 
 use image::RgbaImage;

@@ -101,7 +101,7 @@ fn pixels_of(bitmap: &web_sys::ImageBitmap) -> Result<RgbaImage, JsValue> {
 }
 
 /// Resolves once the browser has painted what is on the page now: a frame, then a task.
-async fn after_paint() {
+pub async fn after_paint() {
     let promise = js_sys::Promise::new(&mut |resolve, _| {
         let Some(window) = web_sys::window() else {
             let _ = resolve.call0(&JsValue::NULL);

@@ -8,7 +8,7 @@ use super::load_error;
 use crate::api::Profile;
 use crate::components::Avatar;
 use crate::editor::transform::Crop;
-use crate::editor::{open, ImageEditor, Photo};
+use crate::editor::{after_paint, open, ImageEditor, Photo};
 use crate::server_fns::{delete_picture, get_profile};
 use crate::upload::upload_picture;
 
@@ -77,6 +77,8 @@ fn ProfileCard(profile: Profile) -> impl IntoView {
         save_error.set(None);
         busy.set(Some("Preparing your picture…".into()));
         spawn_local(async move {
+            // The export takes a few frames' time (more when zoomed in deeply): show the step first.
+            after_paint().await;
             let result = match current.export(crop) {
                 Ok(jpeg) => upload_picture(jpeg, |step| busy.set(Some(step.into()))).await,
                 Err(message) => Err(message),
