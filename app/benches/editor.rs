@@ -45,7 +45,9 @@ fn main() {
             jpeg.len() as f64 / 1e6
         );
         // (The copy of the bytes, which the Photo keeps, is part of what the browser does too.)
-        bench("decode (file bytes → Photo)", runs, || Photo::decode(jpeg.clone()));
+        bench("decode (file bytes → Photo)", runs, || {
+            Photo::decode(jpeg.clone())
+        });
         let photo = Photo::decode(jpeg.clone()).expect("the generated JPEG decodes");
         for (label, crop) in crops {
             bench(&format!("preview {PREVIEW_SIZE} px, {label}"), 50, || {

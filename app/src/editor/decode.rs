@@ -90,28 +90,7 @@ fn decode_jpeg(bytes: &[u8], min_short_side: u32) -> Result<Decoded, DecodeError
     let pixels = decoder.decode().map_err(|_| DecodeError::Damaged)?;
     let info = decoder.info().ok_or(DecodeError::Damaged)?;
     let (w, h) = (u32::from(info.width), u32::from(info.height));
-    let rgba: Vec<u8> = match info.pixel_format {
-        jpeg_decoder::PixelFormat::RGB24 => pixels
-            .chunks_exact(3)
-            .flat_map(|p| [p[0], p[1], p[2], 255])
-            .collect(),
-        jpeg_decoder::PixelFormat::L8 => pixels.iter().flat_map(|&l| [l, l, l, 255]).collect(),
-        // 16-bit greyscale (lossless JPEG): the high byte is all an 8-bit picture can show.
-        jpeg_decoder::PixelFormat::L16 => pixels
-            .chunks_exact(2)
-            .flat_map(|p| [p[0], p[0], p[0], 255])
-            .collect(),
-        // The decoder has already undone Adobe's inversion; this is the naive conversion, which
-        // is what browsers do for CMYK files without a colour profile too.
-        jpeg_decoder::PixelFormat::CMYK32 => pixels
-            .chunks_exact(4)
-            .flat_map(|p| {
-                let k = 255 - u16::from(p[3]);
-                let channel = |c: u8| ((255 - u16::from(c)) * k / 255) as u8;
-                [channel(p[0]), channel(p[1]), channel(p[2]), 255]
-            })
-            .collect(),
-    };
+    let rgba = to_rgba(&pixels, info.pixel_format, w as usize * h as usize);
     let image = RgbaImage::from_raw(w, h, rgba).ok_or(DecodeError::Damaged)?;
     let orientation = decoder
         .exif_data()
@@ -122,6 +101,40 @@ fn decode_jpeg(bytes: &[u8], min_short_side: u32) -> Result<Decoded, DecodeError
         orientation,
         (width, height),
     ))
+}
+
+/// The decoder's pixels as RGBA, written into one buffer allocated at its final size.
+fn to_rgba(pixels: &[u8], format: jpeg_decoder::PixelFormat, count: usize) -> Vec<u8> {
+    use jpeg_decoder::PixelFormat;
+    let mut rgba = Vec::with_capacity(count * 4);
+    match format {
+        PixelFormat::RGB24 => {
+            for p in pixels.chunks_exact(3) {
+                rgba.extend_from_slice(&[p[0], p[1], p[2], 255]);
+            }
+        }
+        PixelFormat::L8 => {
+            for &l in pixels {
+                rgba.extend_from_slice(&[l, l, l, 255]);
+            }
+        }
+        // 16-bit greyscale (lossless JPEG, big-endian): the high byte is all 8 bits can show.
+        PixelFormat::L16 => {
+            for p in pixels.chunks_exact(2) {
+                rgba.extend_from_slice(&[p[0], p[0], p[0], 255]);
+            }
+        }
+        // Ink amounts (jpeg-decoder inverts what Adobe's files store), converted naively, as
+        // browsers do for CMYK files without a colour profile.
+        PixelFormat::CMYK32 => {
+            for p in pixels.chunks_exact(4) {
+                let k = 255 - u16::from(p[3]);
+                let channel = |c: u8| ((255 - u16::from(c)) * k / 255) as u8;
+                rgba.extend_from_slice(&[channel(p[0]), channel(p[1]), channel(p[2]), 255]);
+            }
+        }
+    }
+    rgba
 }
 
 fn decode_other(bytes: &[u8], min_short_side: u32) -> Result<Decoded, DecodeError> {

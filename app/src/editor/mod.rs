@@ -322,14 +322,7 @@ mod tests {
             let output = image::load_from_memory(&photo.export(crop).unwrap())
                 .unwrap()
                 .into_rgb8();
-            let scaled =
-                image::imageops::resize(&output, 128, 128, image::imageops::FilterType::Triangle);
-            let worst = preview
-                .pixels()
-                .zip(scaled.pixels())
-                .flat_map(|(a, b)| a.0.into_iter().zip(b.0).map(|(x, y)| x.abs_diff(y)))
-                .max()
-                .unwrap();
+            let worst = transform::tests::difference_when_scaled(&preview, &output);
             assert!(
                 worst <= 16,
                 "preview and output differ by {worst} for {crop:?}"

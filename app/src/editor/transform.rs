@@ -137,9 +137,21 @@ fn sample(photo: &RgbaImage, x: f32, y: f32) -> Rgb<u8> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use image::Rgba;
+
+    /// The largest channel difference between `preview` and `output` scaled to its size.
+    pub(crate) fn difference_when_scaled(preview: &RgbImage, output: &RgbImage) -> u8 {
+        let (w, h) = preview.dimensions();
+        let scaled = image::imageops::resize(output, w, h, image::imageops::FilterType::Triangle);
+        preview
+            .pixels()
+            .zip(scaled.pixels())
+            .flat_map(|(a, b)| a.0.into_iter().zip(b.0).map(|(x, y)| x.abs_diff(y)))
+            .max()
+            .unwrap_or(0)
+    }
 
     /// A photo whose four quadrants have four colours, so orientation is easy to check.
     fn quadrants(w: u32, h: u32) -> RgbaImage {
@@ -263,15 +275,7 @@ mod tests {
             },
         ] {
             let preview = render(&small, crop, 128);
-            let output = render(&photo, crop, 512);
-            let scaled =
-                image::imageops::resize(&output, 128, 128, image::imageops::FilterType::Triangle);
-            let worst = preview
-                .pixels()
-                .zip(scaled.pixels())
-                .flat_map(|(a, b)| a.0.into_iter().zip(b.0).map(|(x, y)| x.abs_diff(y)))
-                .max()
-                .unwrap();
+            let worst = difference_when_scaled(&preview, &render(&photo, crop, 512));
             assert!(
                 worst <= 12,
                 "preview and output differ by {worst} for {crop:?}"
