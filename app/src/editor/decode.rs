@@ -10,7 +10,9 @@
 use std::io::Cursor;
 
 use image::metadata::Orientation;
-use image::{DynamicImage, ImageDecoder, ImageError, ImageReader, Limits, RgbaImage};
+use image::{DynamicImage, ImageDecoder, ImageError, ImageReader, Limits, RgbImage, RgbaImage};
+
+use super::transform::upright_size;
 
 /// Refused before decoding: larger files are not photos anyone means to use as an avatar, and
 /// decoding them could exhaust the tab's memory.
@@ -56,15 +58,19 @@ impl DecodeError {
     }
 }
 
-/// A decoded picture and the upright size of the full-resolution original it came from.
+/// A decoded picture: its pixels as the file stores them (opaque: transparency is flattened onto
+/// white, as the JPEG output needs), the EXIF orientation that shows it upright, and the upright
+/// size of the full-resolution original. Turning it is left to the render, so no turned copy of
+/// the pixels is ever made.
 pub struct Decoded {
-    pub image: RgbaImage,
+    pub image: RgbImage,
+    pub orientation: Orientation,
     pub full_size: (u32, u32),
 }
 
-/// Decodes `bytes` upright (EXIF orientation applied), with the shorter side at least
-/// `min_short_side` pixels where the original has that many, and less than twice that where the
-/// decoder can shrink (always for the DCT-scaled JPEG path, unless 1/8 is still larger).
+/// Decodes `bytes` with the shorter side at least `min_short_side` pixels where the original
+/// has that many, and less than twice that where the decoder can shrink (always for the
+/// DCT-scaled JPEG path, unless 1/8 is still larger).
 pub fn decode_at_least(bytes: &[u8], min_short_side: u32) -> Result<Decoded, DecodeError> {
     if bytes.len() > MAX_INPUT_BYTES {
         return Err(DecodeError::too_many_bytes(bytes.len() as u64));
@@ -90,51 +96,38 @@ fn decode_jpeg(bytes: &[u8], min_short_side: u32) -> Result<Decoded, DecodeError
     let pixels = decoder.decode().map_err(|_| DecodeError::Damaged)?;
     let info = decoder.info().ok_or(DecodeError::Damaged)?;
     let (w, h) = (u32::from(info.width), u32::from(info.height));
-    let rgba = to_rgba(&pixels, info.pixel_format, w as usize * h as usize);
-    let image = RgbaImage::from_raw(w, h, rgba).ok_or(DecodeError::Damaged)?;
+    let image = to_rgb(pixels, info.pixel_format, w, h).ok_or(DecodeError::Damaged)?;
     let orientation = decoder
         .exif_data()
         .and_then(Orientation::from_exif_chunk)
         .unwrap_or(Orientation::NoTransforms);
-    Ok(upright(
-        DynamicImage::ImageRgba8(image),
+    Ok(Decoded {
+        image,
         orientation,
-        (width, height),
-    ))
+        full_size: upright_size(width, height, orientation),
+    })
 }
 
-/// The decoder's pixels as RGBA, written into one buffer allocated at its final size.
-fn to_rgba(pixels: &[u8], format: jpeg_decoder::PixelFormat, count: usize) -> Vec<u8> {
+/// The decoder's pixels as RGB: RGB (nearly every photo) is taken as it is, without a copy.
+fn to_rgb(pixels: Vec<u8>, format: jpeg_decoder::PixelFormat, w: u32, h: u32) -> Option<RgbImage> {
     use jpeg_decoder::PixelFormat;
-    let mut rgba = Vec::with_capacity(count * 4);
-    match format {
-        PixelFormat::RGB24 => {
-            for p in pixels.chunks_exact(3) {
-                rgba.extend_from_slice(&[p[0], p[1], p[2], 255]);
-            }
-        }
-        PixelFormat::L8 => {
-            for &l in pixels {
-                rgba.extend_from_slice(&[l, l, l, 255]);
-            }
-        }
+    let rgb = match format {
+        PixelFormat::RGB24 => pixels,
+        PixelFormat::L8 => pixels.iter().flat_map(|&l| [l; 3]).collect(),
         // 16-bit greyscale (lossless JPEG, big-endian): the high byte is all 8 bits can show.
-        PixelFormat::L16 => {
-            for p in pixels.chunks_exact(2) {
-                rgba.extend_from_slice(&[p[0], p[0], p[0], 255]);
-            }
-        }
+        PixelFormat::L16 => pixels.chunks_exact(2).flat_map(|p| [p[0]; 3]).collect(),
         // Ink amounts (jpeg-decoder inverts what Adobe's files store), converted naively, as
         // browsers do for CMYK files without a colour profile.
-        PixelFormat::CMYK32 => {
-            for p in pixels.chunks_exact(4) {
+        PixelFormat::CMYK32 => pixels
+            .chunks_exact(4)
+            .flat_map(|p| {
                 let k = 255 - u16::from(p[3]);
                 let channel = |c: u8| ((255 - u16::from(c)) * k / 255) as u8;
-                rgba.extend_from_slice(&[channel(p[0]), channel(p[1]), channel(p[2]), 255]);
-            }
-        }
-    }
-    rgba
+                [channel(p[0]), channel(p[1]), channel(p[2])]
+            })
+            .collect(),
+    };
+    RgbImage::from_raw(w, h, rgb)
 }
 
 fn decode_other(bytes: &[u8], min_short_side: u32) -> Result<Decoded, DecodeError> {
@@ -158,28 +151,34 @@ fn decode_other(bytes: &[u8], min_short_side: u32) -> Result<Decoded, DecodeErro
         .map_err(|_| DecodeError::Damaged)?;
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     let mut image = DynamicImage::from_decoder(decoder).map_err(|_| DecodeError::Damaged)?;
-    // Shrink in the decoder's own pixel format (RGB for most photos) before converting to RGBA,
-    // so the decoded buffer stays the only full-resolution copy; it is dropped here.
+    // Shrink in the decoder's own pixel format before converting, so the decoded buffer stays
+    // the only full-resolution copy; it is dropped here.
     if width.min(height) >= min_short_side.saturating_mul(2) {
         let (w, h) = with_short_side(width, height, min_short_side);
         image = image.thumbnail_exact(w, h);
     }
-    Ok(upright(image, orientation, (width, height)))
+    let image = if image.color().has_alpha() {
+        flatten(&image.into_rgba8())
+    } else {
+        image.into_rgb8()
+    };
+    Ok(Decoded {
+        image,
+        orientation,
+        full_size: upright_size(width, height, orientation),
+    })
 }
 
-fn upright(mut image: DynamicImage, orientation: Orientation, (w, h): (u32, u32)) -> Decoded {
-    image.apply_orientation(orientation);
-    let swaps_axes = matches!(
-        orientation,
-        Orientation::Rotate90
-            | Orientation::Rotate270
-            | Orientation::Rotate90FlipH
-            | Orientation::Rotate270FlipH
-    );
-    Decoded {
-        image: image.into_rgba8(),
-        full_size: if swaps_axes { (h, w) } else { (w, h) },
+/// Transparent areas onto white: the output is a JPEG, and the preview should show what will
+/// be saved.
+pub fn flatten(rgba: &RgbaImage) -> RgbImage {
+    let mut rgb = Vec::with_capacity(rgba.as_raw().len() / 4 * 3);
+    for p in rgba.as_raw().chunks_exact(4) {
+        let alpha = u32::from(p[3]);
+        let over_white = |c: u8| ((u32::from(c) * alpha + 255 * (255 - alpha) + 127) / 255) as u8;
+        rgb.extend_from_slice(&[over_white(p[0]), over_white(p[1]), over_white(p[2])]);
     }
+    RgbImage::from_raw(rgba.width(), rgba.height(), rgb).expect("three bytes for every four")
 }
 
 /// `w`×`h` scaled so that the shorter side is `short_side`, keeping the aspect ratio.

@@ -7,12 +7,15 @@ mod dialog;
 mod open;
 pub mod transform;
 
-pub use decode::{decode_at_least, DecodeError, Decoded, MAX_INPUT_BYTES, MAX_INPUT_PIXELS};
+pub use decode::{
+    decode_at_least, flatten, DecodeError, Decoded, MAX_INPUT_BYTES, MAX_INPUT_PIXELS,
+};
 pub use dialog::{ImageEditor, PREVIEW_SIZE};
 pub use open::{after_paint, open};
 use transform::{render, Crop};
 
-use image::RgbaImage;
+use image::metadata::Orientation;
+use image::RgbImage;
 
 /// Side of the uploaded square picture.
 pub const OUTPUT_SIZE: u32 = 512;
@@ -24,13 +27,15 @@ pub const OUTPUT_QUALITY: u8 = 85;
 /// used, and no full-resolution copy stays alive while the dialog is open.
 pub const WORKING_SIZE: u32 = 1024;
 
-/// A photo opened in the editor: upright, at its working resolution and in successive halvings
-/// of it, so that every render, preview or Save, samples a copy with between one and two photo
-/// pixels per output pixel. (Bilinear sampling of a copy much larger than the output would
-/// alias; resizing the whole photo at every repaint would be slow.)
+/// A photo opened in the editor: at its working resolution and in successive halvings of it,
+/// so that every render, preview or Save, samples a copy with between one and two photo pixels
+/// per output pixel. (Bilinear sampling of a copy much larger than the output would alias;
+/// resizing the whole photo at every repaint would be slow.) The pixels stay as the file stores
+/// them; the render shows them upright.
 pub struct Photo {
     /// Largest first; each level half the width and height of the one before.
-    levels: Vec<RgbaImage>,
+    levels: Vec<RgbImage>,
+    orientation: Orientation,
     /// The file, kept when it holds more detail than `levels[0]`, for Saves that need it.
     original: Option<Vec<u8>>,
 }
@@ -41,15 +46,19 @@ impl Photo {
         let decoded = decode_at_least(&bytes, WORKING_SIZE)?;
         let (full_w, full_h) = decoded.full_size;
         let has_more = full_w.min(full_h) > short_side(&decoded.image);
-        Ok(Self::from_image(decoded.image, has_more.then_some(bytes)))
+        Ok(Self::new(
+            decoded.image,
+            decoded.orientation,
+            has_more.then_some(bytes),
+        ))
     }
 
-    /// A photo the browser decoded (see `open`): what it gave is all there is.
-    pub fn from_pixels(image: RgbaImage) -> Self {
-        Self::from_image(image, None)
+    /// A photo the browser decoded (see `open`), upright: what it gave is all there is.
+    pub fn from_pixels(image: RgbImage) -> Self {
+        Self::new(image, Orientation::NoTransforms, None)
     }
 
-    fn from_image(image: RgbaImage, original: Option<Vec<u8>>) -> Self {
+    fn new(image: RgbImage, orientation: Orientation, original: Option<Vec<u8>>) -> Self {
         let mut levels = vec![image];
         // Down to the smallest copy any render uses: the preview at zoom 1.
         while let Some(half) = levels
@@ -59,17 +68,23 @@ impl Photo {
         {
             levels.push(half);
         }
-        Self { levels, original }
+        Self {
+            levels,
+            orientation,
+            original,
+        }
     }
 
-    /// Width and height of the working copy; the crop is relative, so only the ratio matters.
+    /// Width and height of the working copy, upright; the crop is relative, so only the ratio
+    /// matters.
     pub fn dimensions(&self) -> (u32, u32) {
-        self.levels[0].dimensions()
+        let (w, h) = self.levels[0].dimensions();
+        transform::upright_size(w, h, self.orientation)
     }
 
     /// The smallest level that still has one pixel per output pixel across the crop circle.
-    fn level_for(&self, crop: Crop, size: u32) -> &RgbaImage {
-        let needed = (crop.zoom * size as f32).ceil() as u32;
+    fn level_for(&self, crop: Crop, size: u32) -> &RgbImage {
+        let needed = needed_short_side(crop, size);
         self.levels
             .iter()
             .rev()
@@ -78,60 +93,77 @@ impl Photo {
     }
 
     /// The `size`×`size` preview of `crop`.
-    pub fn preview(&self, crop: Crop, size: u32) -> image::RgbImage {
-        render(self.level_for(crop, size), crop, size)
+    pub fn preview(&self, crop: Crop, size: u32) -> RgbImage {
+        render(self.level_for(crop, size), self.orientation, crop, size)
+    }
+
+    /// Whether [`export`](Self::export) decodes the file again (a zoom deeper than the working
+    /// copy serves), which takes a decode's time rather than a few milliseconds.
+    pub fn export_decodes(&self, crop: Crop) -> bool {
+        self.original.is_some()
+            && short_side(&self.levels[0]) < needed_short_side(crop, OUTPUT_SIZE)
     }
 
     /// The JPEG to upload: the same transform as the preview, at [`OUTPUT_SIZE`]. Zoomed in
     /// further than the working copy can serve, the file is decoded again at the resolution the
     /// crop needs (and that copy dropped afterwards).
     pub fn export(&self, crop: Crop) -> Result<Vec<u8>, String> {
-        let needed = (crop.zoom * OUTPUT_SIZE as f32).ceil() as u32;
         let picture = match &self.original {
-            Some(bytes) if short_side(&self.levels[0]) < needed => {
+            Some(bytes) if self.export_decodes(crop) => {
+                let needed = needed_short_side(crop, OUTPUT_SIZE);
                 let sharper = decode_at_least(bytes, needed).map_err(|e| e.message())?;
-                render(&sharper.image, crop, OUTPUT_SIZE)
+                render(&sharper.image, sharper.orientation, crop, OUTPUT_SIZE)
             }
-            _ => render(self.level_for(crop, OUTPUT_SIZE), crop, OUTPUT_SIZE),
+            _ => render(
+                self.level_for(crop, OUTPUT_SIZE),
+                self.orientation,
+                crop,
+                OUTPUT_SIZE,
+            ),
         };
         encode_jpeg(&picture)
     }
 }
 
-fn short_side(image: &RgbaImage) -> u32 {
+/// Photo pixels a `size`-pixel render of `crop` needs across the photo's shorter side.
+fn needed_short_side(crop: Crop, size: u32) -> u32 {
+    (crop.zoom * size as f32).ceil() as u32
+}
+
+fn short_side(image: &RgbImage) -> u32 {
     image.width().min(image.height())
 }
 
 /// Half the width and height, each pixel the mean of a 2×2 block (an odd last row or column is
 /// dropped: less than a pixel, invisible at these sizes).
-fn halve(image: &RgbaImage) -> RgbaImage {
+fn halve(image: &RgbImage) -> RgbImage {
     let (w, h) = (image.width() / 2, image.height() / 2);
-    let stride = image.width() as usize * 4;
+    let stride = image.width() as usize * 3;
     let src = image.as_raw();
-    let mut out = Vec::with_capacity(w as usize * h as usize * 4);
+    let mut out = Vec::with_capacity(w as usize * h as usize * 3);
     for y in 0..h as usize {
         let top = &src[2 * y * stride..][..stride];
         let bottom = &src[(2 * y + 1) * stride..][..stride];
         for (a, b) in top
-            .chunks_exact(8)
-            .zip(bottom.chunks_exact(8))
+            .chunks_exact(6)
+            .zip(bottom.chunks_exact(6))
             .take(w as usize)
         {
-            for c in 0..4 {
+            for c in 0..3 {
                 let sum =
-                    u16::from(a[c]) + u16::from(a[c + 4]) + u16::from(b[c]) + u16::from(b[c + 4]);
+                    u16::from(a[c]) + u16::from(a[c + 3]) + u16::from(b[c]) + u16::from(b[c + 3]);
                 out.push(((sum + 2) / 4) as u8);
             }
         }
     }
-    RgbaImage::from_raw(w, h, out).expect("the buffer has w × h pixels")
+    RgbImage::from_raw(w, h, out).expect("the buffer has w × h pixels")
 }
 
 /// Baseline JPEG with no metadata at all: the encoder writes a bare JFIF header and the pixels,
 /// so no EXIF, GPS or ICC data from the original can survive. (Optimised Huffman tables would
 /// save a few KB, but zune-jpeg, the server's decoder, misread jpeg-encoder 0.7's: standard
 /// tables are what every decoder has been tested with.)
-pub fn encode_jpeg(picture: &image::RgbImage) -> Result<Vec<u8>, String> {
+pub fn encode_jpeg(picture: &RgbImage) -> Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(64 * 1024);
     let mut encoder = jpeg_encoder::Encoder::new(&mut out, OUTPUT_QUALITY);
     encoder.set_sampling_factor(jpeg_encoder::SamplingFactor::F_2_2);
@@ -213,8 +245,10 @@ mod tests {
         let photo = decode(&phone_jpeg(&left_red_right_blue(), 6)).unwrap();
         // Rotated 90° clockwise: 20 wide, 40 tall, and the left half is now the top half.
         assert_eq!(photo.dimensions(), (20, 40));
-        let top = photo.levels[0].get_pixel(10, 5).0;
-        let bottom = photo.levels[0].get_pixel(10, 35).0;
+        // At zoom 1 the circle spans the middle 20×20, half of it from each colour.
+        let shown = photo.preview(Crop::default(), 40);
+        let top = shown.get_pixel(20, 5).0;
+        let bottom = shown.get_pixel(20, 35).0;
         assert!(top[0] > 150 && top[2] < 100, "top {top:?}");
         assert!(bottom[2] > 150 && bottom[0] < 100, "bottom {bottom:?}");
     }
@@ -235,6 +269,16 @@ mod tests {
         ] {
             assert!(!contains(&output, marker), "output holds {marker:?}");
         }
+    }
+
+    #[test]
+    fn transparency_is_flattened_onto_white() {
+        let clear = image::RgbaImage::from_pixel(400, 400, image::Rgba([0, 0, 0, 0]));
+        let mut png = std::io::Cursor::new(Vec::new());
+        clear.write_to(&mut png, image::ImageFormat::Png).unwrap();
+        let photo = decode(png.get_ref()).unwrap();
+        let shown = photo.preview(Crop::default(), 8);
+        assert!(shown.pixels().all(|p| p.0 == [255, 255, 255]), "{shown:?}");
     }
 
     #[test]

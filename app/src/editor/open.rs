@@ -11,7 +11,7 @@ use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
 use super::transform::MAX_ZOOM;
-use super::{decode, DecodeError, Photo, OUTPUT_SIZE};
+use super::{decode, flatten, DecodeError, Photo, OUTPUT_SIZE};
 use crate::upload::read_file;
 
 /// Shortest side kept of a photo the browser decoded. There is no second decode for deep zooms
@@ -35,7 +35,7 @@ pub async fn open(file: &web_sys::File) -> Result<Photo, String> {
         // Damaged for our decoders may still be a variant the browser reads (an arithmetic-coded
         // JPEG, say); if the browser fails too, our own diagnosis is the better message.
         Err(ours) => match decode_in_browser(file).await {
-            Ok(Ok(pixels)) => Ok(Photo::from_pixels(pixels)),
+            Ok(Ok(pixels)) => Ok(Photo::from_pixels(flatten(&pixels))),
             Ok(Err(too_large)) => Err(too_large.message()),
             Err(_) => Err(ours.message()),
         },

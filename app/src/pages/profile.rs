@@ -77,8 +77,11 @@ fn ProfileCard(profile: Profile) -> impl IntoView {
         save_error.set(None);
         busy.set(Some("Preparing your picture…".into()));
         spawn_local(async move {
-            // The export takes a few frames' time (more when zoomed in deeply): show the step first.
-            after_paint().await;
+            // Zoomed in deeply, the export decodes the photo again: show the step first. (Any
+            // other export takes milliseconds; waiting for a paint would only add a frame.)
+            if current.export_decodes(crop) {
+                after_paint().await;
+            }
             let result = match current.export(crop) {
                 Ok(jpeg) => upload_picture(jpeg, |step| busy.set(Some(step.into()))).await,
                 Err(message) => Err(message),
