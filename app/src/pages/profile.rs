@@ -8,7 +8,7 @@ use super::load_error;
 use crate::api::Profile;
 use crate::components::Avatar;
 use crate::editor::transform::Crop;
-use crate::editor::{decode, ImageEditor, Photo};
+use crate::editor::Photo;
 use crate::server_fns::{delete_picture, get_profile};
 use crate::upload::{read_file, upload_picture};
 
@@ -58,8 +58,12 @@ fn ProfileCard(profile: Profile) -> impl IntoView {
         input.set_value("");
         page_error.set(None);
         spawn_local(async move {
-            match read_file(&file).await.and_then(|bytes| decode(&bytes)) {
-                Ok(decoded) => photo.set(Some(Arc::new(decoded))),
+            let decoded = match read_file(&file).await {
+                Ok(bytes) => lazy::decode(bytes).await,
+                Err(message) => Err(message),
+            };
+            match decoded {
+                Ok(decoded) => photo.set(Some(decoded)),
                 Err(message) => page_error.set(Some(message)),
             }
         });
@@ -72,7 +76,7 @@ fn ProfileCard(profile: Profile) -> impl IntoView {
         save_error.set(None);
         busy.set(Some("Preparing your picture…".into()));
         spawn_local(async move {
-            let result = match current.export(crop) {
+            let result = match lazy::export(current, crop).await {
                 Ok(jpeg) => upload_picture(jpeg, |step| busy.set(Some(step.into()))).await,
                 Err(message) => Err(message),
             };
@@ -128,6 +132,8 @@ fn ProfileCard(profile: Profile) -> impl IntoView {
                         if let Some(input) = file_input.get_untracked() {
                             input.click();
                         }
+                        // Fetch the editor while the user is still choosing a file.
+                        lazy::preload();
                     }
                 >
                     <svg viewBox="0 0 24 24" width="18" height="18" aria-hidden="true">
@@ -181,15 +187,99 @@ fn ProfileCard(profile: Profile) -> impl IntoView {
             </div>
         </section>
         {move || {
-            photo.get().map(|photo| view! {
-                <ImageEditor
-                    photo
-                    busy=busy
-                    error=save_error
-                    on_cancel=move |_| close_editor()
-                    on_save=on_save
-                />
+            photo.get().map(|photo| {
+                let dialog = lazy::dialog(
+                    photo,
+                    busy.into(),
+                    save_error.into(),
+                    Callback::new(move |_| close_editor()),
+                    Callback::new(on_save),
+                );
+                // Already loaded by the decode that produced `photo`, so this resolves at once; its
+                // own Suspense keeps the page's from ever showing its fallback over the profile.
+                view! { <Suspense>{Suspend::new(dialog)}</Suspense> }
             })
         }}
+    }
+}
+
+/// The picture editor, loaded only once a photo is picked.
+///
+/// Why: the image codecs and the editor dialog are most of the WASM, and the first page (sign-in)
+/// and most visits never use them. `cargo leptos … --split` cuts these three functions, and all
+/// the code only they reach, out of the main WASM into `split_portrait_editor.wasm`, which is
+/// fetched on the first call (once for all three: they share one module name) or on `preload`.
+/// Without `--split` the WASM would import a placeholder module and not start at all, so every
+/// `cargo leptos` command of the project passes `--split` (xtask, README). On the server and in
+/// native tests they are plain calls.
+///
+/// The calls cross an `extern "C"` boundary (that is how the split module links back), hence the
+/// owned arguments. `fallible` turns a failed fetch into a message: a panic would abort the app.
+mod lazy {
+    use std::sync::Arc;
+
+    use leptos::prelude::*;
+    use leptos::task::spawn_local;
+    use wasm_split_helpers::{wasm_split, SplitLoaderError};
+
+    use crate::editor::transform::Crop;
+    use crate::editor::{ImageEditor, Photo};
+
+    /// A message for the user; also what a failed fetch of the editor's code becomes.
+    pub struct Failure(pub String);
+
+    impl From<SplitLoaderError> for Failure {
+        fn from(_: SplitLoaderError) -> Self {
+            Failure("The editor could not be loaded. Check your connection and try again.".into())
+        }
+    }
+
+    pub async fn decode(bytes: Vec<u8>) -> Result<Arc<Photo>, String> {
+        decode_photo(bytes).await.map_err(|f| f.0)
+    }
+
+    pub async fn export(photo: Arc<Photo>, crop: Crop) -> Result<Vec<u8>, String> {
+        export_photo(photo, crop).await.map_err(|f| f.0)
+    }
+
+    pub async fn dialog(
+        photo: Arc<Photo>,
+        busy: Signal<Option<String>>,
+        error: Signal<Option<String>>,
+        on_cancel: Callback<()>,
+        on_save: Callback<Crop>,
+    ) -> AnyView {
+        editor_dialog(photo, busy, error, on_cancel, on_save)
+            .await
+            .unwrap_or_else(|f| view! { <p class="alert" role="alert">{f.0}</p> }.into_any())
+    }
+
+    /// Starts fetching the editor's code, if it is not loaded yet.
+    pub fn preload() {
+        spawn_local(async {
+            // A failure shows once the editor is really needed.
+            let _ = load_editor().await;
+        });
+    }
+
+    #[wasm_split(portrait_editor, fallible, preload(load_editor))]
+    fn decode_photo(bytes: Vec<u8>) -> Result<Arc<Photo>, Failure> {
+        crate::editor::decode(&bytes).map(Arc::new).map_err(Failure)
+    }
+
+    #[wasm_split(portrait_editor, fallible)]
+    fn export_photo(photo: Arc<Photo>, crop: Crop) -> Result<Vec<u8>, Failure> {
+        photo.export(crop).map_err(Failure)
+    }
+
+    #[wasm_split(portrait_editor, fallible)]
+    fn editor_dialog(
+        photo: Arc<Photo>,
+        busy: Signal<Option<String>>,
+        error: Signal<Option<String>>,
+        on_cancel: Callback<()>,
+        on_save: Callback<Crop>,
+    ) -> Result<AnyView, Failure> {
+        Ok(view! { <ImageEditor photo busy error on_cancel on_save /> }.into_any())
     }
 }
