@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use crate::bench::{cores, cpu_model, Server, ADDR};
-use crate::{Needs, Result, StatusOk, Tools};
+use crate::{Needs, Result, StatusOk, Tools, SPLIT};
 
 pub fn run(root: &Path) -> Result {
     let tools = Tools::ensure(root, Needs::Everything)?;
@@ -19,7 +19,7 @@ pub fn run(root: &Path) -> Result {
         .status_ok()?;
 
     tools
-        .cmd("cargo", &["leptos", "build", "--release"])
+        .cmd("cargo", &["leptos", "build", "--release", SPLIT])
         .status_ok()?;
     let data = root.join("target/bench-editor-data");
     let _ = std::fs::remove_dir_all(&data);

@@ -17,6 +17,10 @@ mod services;
 use services::{Garage, Moto, Postgres};
 
 const CARGO_LEPTOS_VERSION: &str = "0.3.10";
+/// Every `cargo leptos` build passes this: the picture editor is a lazily loaded WASM module
+/// (`app/src/pages/profile.rs`) that only a split build cuts out. Without it the WASM imports a
+/// placeholder module that the browser cannot resolve, and the page never hydrates.
+pub(crate) const SPLIT: &str = "--split";
 
 fn main() {
     let task = env::args().nth(1).unwrap_or_default();
@@ -47,7 +51,7 @@ pub(crate) type Result<T = ()> = std::result::Result<T, String>;
 /// Builds the site and serves it on http://127.0.0.1:3000 with everything embedded.
 fn run(root: &Path) -> Result {
     let tools = Tools::ensure(root, Needs::Build)?;
-    tools.cmd("cargo", &["leptos", "serve"]).status_ok()
+    tools.cmd("cargo", &["leptos", "serve", SPLIT]).status_ok()
 }
 
 /// Every test: unit and integration tests, the wasm dependency check, and the browser tests.
@@ -89,7 +93,7 @@ fn test(root: &Path) -> Result {
     let data = root.join("target/e2e-data");
     let _ = std::fs::remove_dir_all(&data);
     tools
-        .cmd("cargo", &["leptos", "end-to-end"])
+        .cmd("cargo", &["leptos", "end-to-end", SPLIT])
         .env("PORTRAIT_DATA_DIR", &data)
         .status_ok()
 }

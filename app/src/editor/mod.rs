@@ -1,9 +1,11 @@
 //! The picture editor: decoding the chosen photo, the crop transform, and the JPEG output.
 //! All of it but `open` is plain Rust, so it runs natively in tests and benchmarks and in WASM in
-//! the browser.
+//! the browser. Pages use the async functions (`open`, `export`, `dialog`, `preload`): in the
+//! browser they load the editor's code on first use (see `lazy`).
 
 mod decode;
 mod dialog;
+mod lazy;
 mod open;
 pub mod transform;
 
@@ -11,6 +13,7 @@ pub use decode::{
     decode_at_least, flatten, DecodeError, Decoded, MAX_INPUT_BYTES, MAX_INPUT_PIXELS,
 };
 pub use dialog::{ImageEditor, PREVIEW_SIZE};
+pub use lazy::{dialog, export, preload};
 pub use open::{after_paint, open};
 use transform::{render, Crop};
 

@@ -6,20 +6,24 @@
 //! upload agree as for any other photo. Only a file neither can read gets the message that names
 //! the formats that work.
 
+use std::sync::Arc;
+
 use image::RgbaImage;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
+use super::lazy::{self, NotLoaded};
 use super::transform::MAX_ZOOM;
-use super::{decode, flatten, DecodeError, Photo, OUTPUT_SIZE};
+use super::{decode, DecodeError, Photo, OUTPUT_SIZE};
 use crate::upload::read_file;
 
 /// Shortest side kept of a photo the browser decoded. There is no second decode for deep zooms
 /// (the browser's bitmap is not kept), so this covers a Save at the largest zoom.
 const BROWSER_DECODED_SIZE: u32 = OUTPUT_SIZE * MAX_ZOOM as u32;
 
-/// Reads and decodes a picked file for the editor; the error is what the person is told.
-pub async fn open(file: &web_sys::File) -> Result<Photo, String> {
+/// Reads and decodes a picked file for the editor (loading the editor's code if need be); the
+/// error is what the person is told.
+pub async fn open(file: &web_sys::File) -> Result<Arc<Photo>, String> {
     // Checked before reading, so a huge file is never copied into memory at all.
     let size = file.size() as u64;
     if size > decode::MAX_INPUT_BYTES as u64 {
@@ -29,13 +33,14 @@ pub async fn open(file: &web_sys::File) -> Result<Photo, String> {
     // Decoding holds the main thread (~0.2 s for 12 MP): let the page show that it is opening
     // the photo first.
     after_paint().await;
-    match Photo::decode(bytes) {
+    let not_loaded = |NotLoaded(message)| message;
+    match lazy::decode(bytes).await.map_err(not_loaded)? {
         Ok(photo) => Ok(photo),
         Err(DecodeError::TooLarge(message)) => Err(message),
         // Damaged for our decoders may still be a variant the browser reads (an arithmetic-coded
         // JPEG, say); if the browser fails too, our own diagnosis is the better message.
         Err(ours) => match decode_in_browser(file).await {
-            Ok(Ok(pixels)) => Ok(Photo::from_pixels(flatten(&pixels))),
+            Ok(Ok(pixels)) => lazy::from_browser(pixels).await.map_err(not_loaded),
             Ok(Err(too_large)) => Err(too_large.message()),
             Err(_) => Err(ours.message()),
         },

@@ -8,7 +8,7 @@ use super::load_error;
 use crate::api::Profile;
 use crate::components::Avatar;
 use crate::editor::transform::Crop;
-use crate::editor::{after_paint, open, ImageEditor, Photo};
+use crate::editor::{self, after_paint, open, Photo};
 use crate::server_fns::{delete_picture, get_profile};
 use crate::upload::upload_picture;
 
@@ -64,7 +64,7 @@ fn ProfileCard(profile: Profile) -> impl IntoView {
             let opened = open(&file).await;
             opening.set(false);
             match opened {
-                Ok(decoded) => photo.set(Some(Arc::new(decoded))),
+                Ok(decoded) => photo.set(Some(decoded)),
                 Err(message) => page_error.set(Some(message)),
             }
         });
@@ -82,7 +82,7 @@ fn ProfileCard(profile: Profile) -> impl IntoView {
             if current.export_decodes(crop) {
                 after_paint().await;
             }
-            let result = match current.export(crop) {
+            let result = match editor::export(current, crop).await {
                 Ok(jpeg) => upload_picture(jpeg, |step| busy.set(Some(step.into()))).await,
                 Err(message) => Err(message),
             };
@@ -138,6 +138,8 @@ fn ProfileCard(profile: Profile) -> impl IntoView {
                         if let Some(input) = file_input.get_untracked() {
                             input.click();
                         }
+                        // Fetch the editor's code while the person is still choosing a file.
+                        editor::preload();
                     }
                 >
                     <svg viewBox="0 0 24 24" width="18" height="18" aria-hidden="true">
@@ -194,14 +196,17 @@ fn ProfileCard(profile: Profile) -> impl IntoView {
             </div>
         </section>
         {move || {
-            photo.get().map(|photo| view! {
-                <ImageEditor
-                    photo
-                    busy=busy
-                    error=save_error
-                    on_cancel=move |_| close_editor()
-                    on_save=on_save
-                />
+            photo.get().map(|photo| {
+                let dialog = editor::dialog(
+                    photo,
+                    busy.into(),
+                    save_error.into(),
+                    Callback::new(move |_| close_editor()),
+                    Callback::new(on_save),
+                );
+                // Loaded already by the decode that made `photo`, so this resolves at once; its
+                // own Suspense keeps the page's from ever showing its fallback over the profile.
+                view! { <Suspense>{Suspend::new(dialog)}</Suspense> }
             })
         }}
     }
