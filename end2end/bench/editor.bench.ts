@@ -44,7 +44,8 @@ test.beforeEach(async ({ page }) => {
       (WebAssembly as any)[name] = async (...args: unknown[]) => {
         const result: any = await original.apply(WebAssembly, args);
         const instance = result.instance ?? result;
-        (window as any).benchWasmMemory = instance.exports.memory;
+        // The split-off editor module imports the main module's memory rather than exporting it.
+        if (instance.exports.memory) (window as any).benchWasmMemory = instance.exports.memory;
         return result;
       };
     }

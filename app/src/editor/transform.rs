@@ -115,7 +115,7 @@ pub fn render(photo: &RgbImage, orientation: Orientation, crop: Crop, size: u32)
         let mut sx = origin.0 + dx * step_x.0 + dy * step_y.0;
         let mut sy = origin.1 + dx * step_x.1 + dy * step_y.1;
         for pixel in row.chunks_exact_mut(3) {
-            pixel.copy_from_slice(&sample(src, w, h, sx, sy));
+            sample(src, w, h, sx, sy, pixel);
             sx += step_x.0;
             sy += step_x.1;
         }
@@ -172,27 +172,35 @@ impl StoredFromUpright {
 }
 
 /// Bilinear sample at a point in stored-photo coordinates (pixel centres at +0.5), with 8-bit
-/// fixed-point weights. Points outside the photo clamp to its edge, which only happens for the
-/// sub-pixel border. Always inlined: it is the inner loop, and the app is built for size.
+/// fixed-point weights, written to `out`. Points outside the photo clamp to its edge, which only
+/// happens for the sub-pixel border. Written out by hand and always inlined: it is the inner
+/// loop, and the app is built for size (`opt-level = "z"` inlines little and unrolls nothing).
 #[inline(always)]
-fn sample(src: &[u8], w: u32, h: u32, x: f32, y: f32) -> [u8; 3] {
+fn sample(src: &[u8], w: u32, h: u32, x: f32, y: f32, out: &mut [u8]) {
     let fx = (x - 0.5).clamp(0.0, (w - 1) as f32);
     let fy = (y - 0.5).clamp(0.0, (h - 1) as f32);
     let (x0, y0) = (fx as usize, fy as usize);
     let (x1, y1) = ((x0 + 1).min(w as usize - 1), (y0 + 1).min(h as usize - 1));
     let tx = ((fx - x0 as f32) * 256.0) as u32;
     let ty = ((fy - y0 as f32) * 256.0) as u32;
+    // The four corners' weights sum to 65,536.
+    let (wa, wb) = ((256 - tx) * (256 - ty), tx * (256 - ty));
+    let (wc, wd) = ((256 - tx) * ty, tx * ty);
     let stride = w as usize * 3;
-    let (top, bottom) = (y0 * stride, y1 * stride);
-    let corners = [top + x0 * 3, top + x1 * 3, bottom + x0 * 3, bottom + x1 * 3];
-    let mut rgb = [0u8; 3];
-    for (i, channel) in rgb.iter_mut().enumerate() {
-        let [a, b, c, d] = corners.map(|at| u32::from(src[at + i]));
-        let upper = a * (256 - tx) + b * tx;
-        let lower = c * (256 - tx) + d * tx;
-        *channel = ((upper * (256 - ty) + lower * ty + (1 << 15)) >> 16) as u8;
-    }
-    rgb
+    let a = &src[y0 * stride + x0 * 3..][..3];
+    let b = &src[y0 * stride + x1 * 3..][..3];
+    let c = &src[y1 * stride + x0 * 3..][..3];
+    let d = &src[y1 * stride + x1 * 3..][..3];
+    let mix = |i: usize| {
+        let sum = u32::from(a[i]) * wa
+            + u32::from(b[i]) * wb
+            + u32::from(c[i]) * wc
+            + u32::from(d[i]) * wd;
+        ((sum + (1 << 15)) >> 16) as u8
+    };
+    out[0] = mix(0);
+    out[1] = mix(1);
+    out[2] = mix(2);
 }
 
 #[cfg(test)]
