@@ -18,7 +18,7 @@ use services::{Garage, Moto, Postgres};
 
 const CARGO_LEPTOS_VERSION: &str = "0.3.10";
 /// Every `cargo leptos` build passes this: the picture editor is a lazily loaded WASM module
-/// (`app/src/pages/profile.rs`) that only a split build cuts out. Without it the WASM imports a
+/// (`app/src/editor/lazy.rs`) that only a split build cuts out. Without it the WASM imports a
 /// placeholder module that the browser cannot resolve, and the page never hydrates.
 pub(crate) const SPLIT: &str = "--split";
 
