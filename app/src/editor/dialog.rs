@@ -35,7 +35,8 @@ pub fn ImageEditor(
         move |f: &dyn Fn(Crop) -> Crop| crop.update(|c| *c = f(*c).clamped(width, height));
     let canvas = NodeRef::<html::Canvas>::new();
 
-    // Repaint whenever the crop changes; the preview copy keeps this to a few milliseconds.
+    // Repaint whenever the crop changes; rendering from a small level of the photo keeps this to
+    // a few milliseconds.
     let preview_photo = photo.clone();
     Effect::new(move |_| {
         let crop = crop.get();
