@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use leptos::html;
 use leptos::prelude::*;
-use leptos::task::spawn_local;
+use leptos::task::{spawn_local, spawn_local_scoped_with_cancellation};
 
 use super::load_error;
 use crate::api::Profile;
@@ -40,11 +40,16 @@ fn ProfileCard(profile: Profile) -> impl IntoView {
     let file_input = NodeRef::<html::Input>::new();
     let pencil = NodeRef::<html::Button>::new();
 
+    // The card's owner: work it starts that is pointless once the card is gone (a photo still
+    // opening when the person navigates away) is cancelled with it.
+    let owner = Owner::current().expect("a component runs under an owner");
+
     let close_editor = move || {
-        photo.set(None);
         save_error.set(None);
-        // Give focus back to where the user started.
-        if let Some(pencil) = pencil.get_untracked() {
+        photo.set(None);
+        // Give focus back to where the user started. (`try_`: a Save may finish after the
+        // person has left the page, and the card with it.)
+        if let Some(Some(pencil)) = pencil.try_get_untracked() {
             let _ = pencil.focus();
         }
     };
@@ -60,13 +65,15 @@ fn ProfileCard(profile: Profile) -> impl IntoView {
         input.set_value("");
         page_error.set(None);
         opening.set(true);
-        spawn_local(async move {
-            let opened = open(&file).await;
-            opening.set(false);
-            match opened {
-                Ok(decoded) => photo.set(Some(decoded)),
-                Err(message) => page_error.set(Some(message)),
-            }
+        owner.with(|| {
+            spawn_local_scoped_with_cancellation(async move {
+                let opened = open(&file).await;
+                opening.set(false);
+                match opened {
+                    Ok(decoded) => photo.set(Some(decoded)),
+                    Err(message) => page_error.set(Some(message)),
+                }
+            })
         });
     };
 
@@ -76,6 +83,8 @@ fn ProfileCard(profile: Profile) -> impl IntoView {
         };
         save_error.set(None);
         busy.set(Some("Preparing your picture…".into()));
+        // Not cancelled with the card: a Save the person started completes even if they leave
+        // the page meanwhile (what it touches afterwards tolerates a disposed card).
         spawn_local(async move {
             // Zoomed in deeply, the export decodes the photo again: show the step first. (Any
             // other export takes milliseconds; waiting for a paint would only add a frame.)
@@ -112,6 +121,14 @@ fn ProfileCard(profile: Profile) -> impl IntoView {
             }
         });
     };
+
+    // The dialog's inputs are made once, here, so that they live as long as the card. Made in
+    // the closure that shows the dialog, they would be disposed when it closes while the
+    // dialog's own effects still read them, and that panicked the WASM on Cancel and Save.
+    let dialog_busy = Signal::from(busy);
+    let dialog_error = Signal::from(save_error);
+    let on_cancel = Callback::new(move |_| close_editor());
+    let on_save = Callback::new(on_save);
 
     let field = |label: &'static str, value: String| {
         view! {
@@ -197,13 +214,7 @@ fn ProfileCard(profile: Profile) -> impl IntoView {
         </section>
         {move || {
             photo.get().map(|photo| {
-                let dialog = editor::dialog(
-                    photo,
-                    busy.into(),
-                    save_error.into(),
-                    Callback::new(move |_| close_editor()),
-                    Callback::new(on_save),
-                );
+                let dialog = editor::dialog(photo, dialog_busy, dialog_error, on_cancel, on_save);
                 // Loaded already by the decode that made `photo`, so this resolves at once; its
                 // own Suspense keeps the page's from ever showing its fallback over the profile.
                 view! { <Suspense>{Suspend::new(dialog)}</Suspense> }
