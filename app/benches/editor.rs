@@ -27,6 +27,7 @@ fn main() {
                 rotation_deg: 30.0,
                 center_x: 0.45,
                 center_y: 0.4,
+                ..Crop::default()
             },
         ),
         (

@@ -447,6 +447,115 @@ test("a sideways phone photo with GPS is uploaded upright and with no metadata a
   expect(bottom[0]).toBeLessThan(100);
 });
 
+/** The colour at the left and right quarter of a JPEG's middle row, decoded by the browser. */
+async function leftAndRight(page: Page, jpeg: Buffer): Promise<number[][]> {
+  return page.evaluate(async (bytes) => {
+    const bitmap = await createImageBitmap(new Blob([new Uint8Array(bytes)], { type: "image/jpeg" }));
+    const ctx = new OffscreenCanvas(bitmap.width, bitmap.height).getContext("2d")!;
+    ctx.drawImage(bitmap, 0, 0);
+    const at = (x: number) => Array.from(ctx.getImageData(x, bitmap.height / 2, 1, 1).data.slice(0, 3));
+    return [at(bitmap.width / 4), at((bitmap.width * 3) / 4)];
+  }, Array.from(jpeg));
+}
+
+const isRed = (c: number[]) => c[0] > 150 && c[2] < 100;
+const isBlue = (c: number[]) => c[2] > 150 && c[0] < 100;
+
+test("Flip mirrors the preview and the saved picture; Reset undoes it", async ({ page, request }) => {
+  await removePicture(request, ADA.email);
+  await signIn(page, ADA.email);
+  const uploads: Buffer[] = [];
+  page.on("request", (r) => {
+    const body = r.postDataBuffer();
+    if (r.method() === "PUT" && body) uploads.push(body);
+  });
+  // Red on the left, blue on the right.
+  const dialog = await choosePhoto(page, await photo(page, 1200, 900, true));
+  const preview = dialog.getByLabel("Crop preview");
+  const small = dialog.getByRole("img", { name: "How your picture will look in lists" });
+  expect(isRed(await previewPixel(preview, 60, 160))).toBeTruthy();
+  const flip = dialog.getByRole("button", { name: "Flip" });
+  await flip.click();
+  await expect(flip).toHaveAttribute("aria-pressed", "true");
+  await expect(dialog.locator("[aria-live=polite]")).toHaveText("Zoom 100%, rotated 0°, mirrored");
+  expect(isBlue(await previewPixel(preview, 60, 160))).toBeTruthy();
+  // The small preview shows the same picture at the size of the people list.
+  expect(isBlue(await previewPixel(small, 15, 44))).toBeTruthy();
+  expect(isRed(await previewPixel(small, 73, 44))).toBeTruthy();
+  // Reset brings the photo back as it was; F flips from the keyboard.
+  await dialog.getByRole("button", { name: "Reset" }).click();
+  await expect(flip).toHaveAttribute("aria-pressed", "false");
+  expect(isRed(await previewPixel(preview, 60, 160))).toBeTruthy();
+  await preview.focus();
+  await page.keyboard.press("f");
+  await expect(flip).toHaveAttribute("aria-pressed", "true");
+  await dialog.getByRole("button", { name: "Save" }).click();
+  await expect(dialog).toBeHidden();
+  // What was saved is what the preview showed: mirrored, blue on the left.
+  expect(uploads).toHaveLength(1);
+  const [left, right] = await leftAndRight(page, uploads[0]);
+  expect(isBlue(left), `left is ${left}`).toBeTruthy();
+  expect(isRed(right), `right is ${right}`).toBeTruthy();
+});
+
+/** A DataTransfer in the page holding one photo, for drop and paste events. */
+async function transferOf(page: Page, bytes: Buffer) {
+  return page.evaluateHandle((bytes) => {
+    const transfer = new DataTransfer();
+    transfer.items.add(new File([new Uint8Array(bytes)], "dropped.jpg", { type: "image/jpeg" }));
+    return transfer;
+  }, Array.from(bytes));
+}
+
+test("a photo comes in by drop, by paste and by the camera input, each to the same editor", async ({ page, request }) => {
+  await removePicture(request, ADA.email);
+  await signIn(page, ADA.email);
+  const dialog = page.getByRole("dialog", { name: "Edit & Adjust Profile Image" });
+  const avatar = page.getByRole("img", { name: `Profile picture of ${ADA.name}` });
+  const card = page.locator(".profile-card");
+
+  // Dragging a file over the card shows where it can go; dropping it opens the editor.
+  const dropped = await transferOf(page, await photo(page));
+  await card.dispatchEvent("dragover", { dataTransfer: dropped });
+  await expect(card).toHaveClass(/drop-target/);
+  await card.dispatchEvent("drop", { dataTransfer: dropped });
+  await expect(card).not.toHaveClass(/drop-target/);
+  await expect(dialog).toBeVisible();
+  await dialog.getByRole("button", { name: "Save" }).click();
+  await expect(dialog).toBeHidden();
+  await expect(avatar).toHaveJSProperty("tagName", "IMG");
+  const first = await avatar.getAttribute("src");
+
+  // Ctrl/Cmd+V with an image on the clipboard: a paste event carrying the file.
+  const pasted = await transferOf(page, await photo(page, 800, 800, true));
+  await page.evaluate((transfer) => {
+    document.body.dispatchEvent(new ClipboardEvent("paste", { clipboardData: transfer, bubbles: true }));
+  }, pasted);
+  await expect(dialog).toBeVisible();
+  await dialog.getByRole("button", { name: "Save" }).click();
+  await expect(dialog).toBeHidden();
+  await expect(avatar).not.toHaveAttribute("src", first!);
+  const second = await avatar.getAttribute("src");
+
+  // The camera input (a phone's front camera; on a desktop, a file chooser).
+  const camera = page.getByTestId("camera-input");
+  await expect(camera).toHaveAttribute("capture", "user");
+  await camera.setInputFiles({ name: "selfie.jpg", mimeType: "image/jpeg", buffer: await photo(page, 900, 1200) });
+  await expect(dialog).toBeVisible();
+  await dialog.getByRole("button", { name: "Save" }).click();
+  await expect(dialog).toBeHidden();
+  await expect(avatar).not.toHaveAttribute("src", second!);
+
+  // A text paste is left to the browser, and opens nothing.
+  await page.evaluate(() => {
+    const transfer = new DataTransfer();
+    transfer.setData("text/plain", "hello");
+    document.body.dispatchEvent(new ClipboardEvent("paste", { clipboardData: transfer, bubbles: true }));
+  });
+  await expect(page.getByText("Opening your photo…")).toBeHidden();
+  await expect(dialog).toBeHidden();
+});
+
 test("pinching with two fingers zooms", async ({ page, request }) => {
   await removePicture(request, ADA.email);
   await signIn(page, ADA.email);

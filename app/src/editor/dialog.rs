@@ -12,6 +12,9 @@ use super::Photo;
 
 /// Pixels of the preview canvas (it is scaled by CSS to fit small screens).
 pub const PREVIEW_SIZE: u32 = 320;
+/// Pixels of the small preview beside it: the people list's 44 CSS px avatar at a 2× display, so the
+/// person sees how the picture will really look where it is seen most.
+const AVATAR_PREVIEW_SIZE: u32 = 88;
 /// Keyboard steps: arrows pan this many preview pixels (Shift for ten times as far).
 const PAN_STEP: f32 = 4.0;
 const ZOOM_STEP: f32 = 0.1;
@@ -34,14 +37,15 @@ pub fn ImageEditor(
     let set_crop =
         move |f: &dyn Fn(Crop) -> Crop| crop.update(|c| *c = f(*c).clamped(width, height));
     let canvas = NodeRef::<html::Canvas>::new();
+    let avatar_canvas = NodeRef::<html::Canvas>::new();
 
     // Repaint whenever the crop changes; rendering from a small level of the photo keeps this to
-    // a few milliseconds.
+    // a few milliseconds (the avatar-sized one adds a fraction of that).
     let preview_photo = photo.clone();
     Effect::new(move |_| {
         let crop = crop.get();
-        if let Some(canvas) = canvas.get() {
-            draw(&canvas, &preview_photo, crop);
+        if let (Some(canvas), Some(avatar)) = (canvas.get(), avatar_canvas.get()) {
+            draw(&canvas, &avatar, &preview_photo, crop);
         }
     });
 
@@ -123,6 +127,7 @@ pub fn ImageEditor(
             })),
             "]" => Some(Box::new(|c| rotate_by(c, ROTATE_STEP))),
             "[" => Some(Box::new(|c| rotate_by(c, -ROTATE_STEP))),
+            "f" | "F" => Some(Box::new(Crop::flipped)),
             _ => None,
         };
         if let Some(change) = change {
@@ -155,9 +160,10 @@ pub fn ImageEditor(
     let announcement = move || {
         let c = crop.get();
         format!(
-            "Zoom {:.0}%, rotated {:.0}°",
+            "Zoom {:.0}%, rotated {:.0}°{}",
             c.zoom * 100.0,
-            c.rotation_deg
+            c.rotation_deg,
+            if c.mirrored { ", mirrored" } else { "" }
         )
     };
     let is_busy = move || busy.get().is_some();
@@ -192,8 +198,18 @@ pub fn ImageEditor(
                     <div class="crop-ring" aria-hidden="true"></div>
                 </div>
                 <p id="crop-help" class="hint">
-                    "Drag to move, scroll or pinch to zoom. Keyboard: arrows move, + and − zoom, [ and ] rotate."
+                    "Drag to move, scroll or pinch to zoom. Keyboard: arrows move, + and − zoom, [ and ] rotate, F flips."
                 </p>
+                <figure class="avatar-preview">
+                    <canvas
+                        node_ref=avatar_canvas
+                        width=AVATAR_PREVIEW_SIZE
+                        height=AVATAR_PREVIEW_SIZE
+                        role="img"
+                        aria-label="How your picture will look in lists"
+                    ></canvas>
+                    <figcaption>"In lists"</figcaption>
+                </figure>
                 <p class="visually-hidden" aria-live="polite">{announcement}</p>
                 <div class="editor-controls">
                     <label for="zoom">"Zoom"</label>
@@ -229,6 +245,14 @@ pub fn ImageEditor(
                     </button>
                     <button type="button" class="ghost" on:click=move |_| set_crop(&|c| rotate_by(c, 90.0))>
                         "Rotate right"
+                    </button>
+                    <button
+                        type="button"
+                        class="ghost"
+                        aria-pressed=move || crop.get().mirrored.to_string()
+                        on:click=move |_| set_crop(&Crop::flipped)
+                    >
+                        "Flip"
                     </button>
                     <button type="button" class="ghost" on:click=move |_| set_crop(&|_| Crop::default())>
                         "Reset"
@@ -308,14 +332,20 @@ fn rotate_by(c: Crop, degrees: f32) -> Crop {
     }
 }
 
-/// Paints the preview. Each repaint is a User Timing measure named `portrait-preview` (visible
+/// Paints the previews. Each repaint is a User Timing measure named `portrait-preview` (visible
 /// in the browser's performance panel; `cargo xtask bench-editor` reads them).
-fn draw(canvas: &web_sys::HtmlCanvasElement, photo: &Photo, crop: Crop) {
+fn draw(
+    canvas: &web_sys::HtmlCanvasElement,
+    avatar: &web_sys::HtmlCanvasElement,
+    photo: &Photo,
+    crop: Crop,
+) {
     let performance = window().performance();
     if let Some(performance) = &performance {
         let _ = performance.mark(PREVIEW_MARK);
     }
-    paint(canvas, photo, crop);
+    paint(canvas, photo, crop, PREVIEW_SIZE);
+    paint(avatar, photo, crop, AVATAR_PREVIEW_SIZE);
     if let Some(performance) = &performance {
         // Only the latest is kept in the timeline (observers still see every one), so a long
         // editing session does not pile up entries.
@@ -327,10 +357,10 @@ fn draw(canvas: &web_sys::HtmlCanvasElement, photo: &Photo, crop: Crop) {
 const PREVIEW_MARK: &str = "portrait-preview-start";
 const PREVIEW_MEASURE: &str = "portrait-preview";
 
-fn paint(canvas: &web_sys::HtmlCanvasElement, photo: &Photo, crop: Crop) {
-    let picture = photo.preview(crop, PREVIEW_SIZE);
+fn paint(canvas: &web_sys::HtmlCanvasElement, photo: &Photo, crop: Crop, size: u32) {
+    let picture = photo.preview(crop, size);
     // Opaque RGBA for the canvas: the alpha bytes are set once, the colours copied in.
-    let mut rgba = vec![255u8; (PREVIEW_SIZE * PREVIEW_SIZE * 4) as usize];
+    let mut rgba = vec![255u8; (size * size * 4) as usize];
     for (to, from) in rgba
         .chunks_exact_mut(4)
         .zip(picture.as_raw().chunks_exact(3))
@@ -345,11 +375,7 @@ fn paint(canvas: &web_sys::HtmlCanvasElement, photo: &Photo, crop: Crop) {
         .ok()
         .flatten()
         .and_then(|c| c.dyn_into::<web_sys::CanvasRenderingContext2d>().ok());
-    let data = web_sys::ImageData::new_with_u8_clamped_array_and_sh(
-        Clamped(&rgba),
-        PREVIEW_SIZE,
-        PREVIEW_SIZE,
-    );
+    let data = web_sys::ImageData::new_with_u8_clamped_array_and_sh(Clamped(&rgba), size, size);
     if let (Some(context), Ok(data)) = (context, data) {
         let _ = context.put_image_data(&data, 0.0, 0.0);
     }

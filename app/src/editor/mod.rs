@@ -357,12 +357,14 @@ mod tests {
                 rotation_deg: 37.0,
                 center_x: 0.4,
                 center_y: 0.55,
+                mirrored: true,
             },
             Crop {
                 zoom: 4.0,
                 rotation_deg: -120.0,
                 center_x: 0.6,
                 center_y: 0.3,
+                ..Crop::default()
             },
         ] {
             let preview = photo.preview(crop, 128);

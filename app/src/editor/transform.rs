@@ -22,6 +22,9 @@ pub struct Crop {
     /// Centre of the circle as a fraction of the photo's width and height.
     pub center_x: f32,
     pub center_y: f32,
+    /// The photo mirrored left to right (a selfie shown as the person saw it). Every other
+    /// field applies to the mirrored photo, so dragging and rotating work the same either way.
+    pub mirrored: bool,
 }
 
 impl Default for Crop {
@@ -31,6 +34,7 @@ impl Default for Crop {
             rotation_deg: 0.0,
             center_x: 0.5,
             center_y: 0.5,
+            mirrored: false,
         }
     }
 }
@@ -62,6 +66,19 @@ impl Crop {
             rotation_deg,
             center_x: clamp_axis(self.center_x, w),
             center_y: clamp_axis(self.center_y, h),
+            mirrored: self.mirrored,
+        }
+    }
+
+    /// Mirrors the picture as it is framed now: the same spot stays under the circle and the
+    /// tilt turns the other way, so the result is exactly the current one seen in a mirror.
+    pub fn flipped(self) -> Self {
+        Self {
+            mirrored: !self.mirrored,
+            center_x: 1.0 - self.center_x,
+            // `0 - r` rather than `-r`: no -0°, which would be announced as such.
+            rotation_deg: 0.0 - self.rotation_deg,
+            ..self
         }
     }
 
@@ -102,12 +119,18 @@ pub fn render(photo: &RgbImage, orientation: Orientation, crop: Crop, size: u32)
         crop.center_y * upright_h as f32,
     );
     let half = size as f32 / 2.0;
-    // Step vectors: moving one output pixel right or down moves this far on the upright photo,
-    // then the same through the orientation onto the stored pixels.
+    // Step vectors: moving one output pixel right or down moves this far on the (mirrored, if
+    // so) upright photo, then back through the mirror, then through the orientation onto the
+    // stored pixels.
     let stored = StoredFromUpright::new(orientation, w, h);
-    let step_x = stored.vector(cos * scale, sin * scale);
-    let step_y = stored.vector(-sin * scale, cos * scale);
-    let origin = stored.point(cx, cy);
+    let mirror = if crop.mirrored { -1.0 } else { 1.0 };
+    let step_x = stored.vector(mirror * cos * scale, sin * scale);
+    let step_y = stored.vector(mirror * -sin * scale, cos * scale);
+    let origin = if crop.mirrored {
+        stored.point(upright_w as f32 - cx, cy)
+    } else {
+        stored.point(cx, cy)
+    };
     let src = photo.as_raw();
     for (oy, row) in out.chunks_exact_mut(size as usize * 3).enumerate() {
         let dy = oy as f32 + 0.5 - half;
@@ -282,6 +305,7 @@ pub(crate) mod tests {
             rotation_deg: 33.0,
             center_x: 0.0,
             center_y: 1.0,
+            ..Crop::default()
         }
         .clamped(300, 100);
         // A 100-px circle in a 300×100 photo: the centre can move along x only.
@@ -292,10 +316,39 @@ pub(crate) mod tests {
             rotation_deg: 720.0,
             center_x: f32::INFINITY,
             center_y: -3.0,
+            ..Crop::default()
         }
         .clamped(10, 10);
         assert_eq!(wild.zoom, 1.0);
         assert_eq!(wild.rotation_deg, 180.0);
+    }
+
+    #[test]
+    fn flipping_mirrors_the_picture_and_flipping_back_restores_it() {
+        let photo = quadrants(200, 100);
+        let crop = Crop {
+            zoom: 1.3,
+            rotation_deg: 25.0,
+            center_x: 0.4,
+            center_y: 0.45,
+            ..Crop::default()
+        }
+        .clamped(200, 100);
+        let out = render(&photo, Orientation::NoTransforms, crop, 40);
+        let mirrored = render(&photo, Orientation::NoTransforms, crop.flipped(), 40);
+        for (x, y, pixel) in out.enumerate_pixels() {
+            let seen = mirrored.get_pixel(39 - x, y);
+            assert!(
+                pixel.0.iter().zip(seen.0).all(|(a, b)| a.abs_diff(b) <= 2),
+                "({x},{y}): {pixel:?} mirrored is {seen:?}"
+            );
+        }
+        let back = crop.flipped().flipped();
+        assert!(
+            (back.center_x - crop.center_x).abs() < 1e-6 && back.rotation_deg == crop.rotation_deg
+        );
+        assert!(!back.mirrored);
+        assert!(Crop::default().flipped().rotation_deg.is_sign_positive());
     }
 
     #[test]
@@ -331,12 +384,14 @@ pub(crate) mod tests {
                 rotation_deg: 37.0,
                 center_x: 0.4,
                 center_y: 0.55,
+                ..Crop::default()
             },
             Crop {
                 zoom: 3.0,
                 rotation_deg: -120.0,
                 center_x: 0.7,
                 center_y: 0.3,
+                mirrored: true,
             },
         ] {
             let preview = render(&small, Orientation::NoTransforms, crop, 128);
@@ -369,6 +424,7 @@ mod orientation_tests {
             rotation_deg: 20.0,
             center_x: 0.45,
             center_y: 0.55,
+            mirrored: true,
         };
         for exif in 1..=8 {
             let orientation = Orientation::from_exif(exif).unwrap();

@@ -3,6 +3,7 @@ use std::sync::Arc;
 use leptos::html;
 use leptos::prelude::*;
 use leptos::task::{spawn_local, spawn_local_scoped_with_cancellation};
+use wasm_bindgen::JsCast;
 
 use super::load_error;
 use crate::api::Profile;
@@ -38,11 +39,12 @@ fn ProfileCard(profile: Profile) -> impl IntoView {
     // True between choosing a file and the editor (or an error) appearing.
     let opening = RwSignal::new(false);
     let file_input = NodeRef::<html::Input>::new();
+    let camera_input = NodeRef::<html::Input>::new();
     let pencil = NodeRef::<html::Button>::new();
 
     // The card's owner: work it starts that is pointless once the card is gone (a photo still
     // opening when the person navigates away) is cancelled with it.
-    let owner = Owner::current().expect("a component runs under an owner");
+    let owner = StoredValue::new(Owner::current().expect("a component runs under an owner"));
 
     let close_editor = move || {
         save_error.set(None);
@@ -54,8 +56,25 @@ fn ProfileCard(profile: Profile) -> impl IntoView {
         }
     };
 
-    let on_file_chosen = move |_| {
-        let Some(input) = file_input.get_untracked() else {
+    // Every way a photo comes in (the file chooser, the camera, a drop, a paste) ends here.
+    let open_photo = move |file: web_sys::File| {
+        page_error.set(None);
+        opening.set(true);
+        let task = async move {
+            let opened = open(&file).await;
+            opening.set(false);
+            match opened {
+                Ok(decoded) => photo.set(Some(decoded)),
+                Err(message) => page_error.set(Some(message)),
+            }
+        };
+        owner.with_value(|owner| owner.with(|| spawn_local_scoped_with_cancellation(task)));
+    };
+    let on_file_chosen = move |ev: web_sys::Event| {
+        let Some(input) = ev
+            .target()
+            .and_then(|t| t.dyn_into::<web_sys::HtmlInputElement>().ok())
+        else {
             return;
         };
         let Some(file) = input.files().and_then(|files| files.get(0)) else {
@@ -63,19 +82,35 @@ fn ProfileCard(profile: Profile) -> impl IntoView {
         };
         // Clear the input so that choosing the same file again still fires `change`.
         input.set_value("");
-        page_error.set(None);
-        opening.set(true);
-        owner.with(|| {
-            spawn_local_scoped_with_cancellation(async move {
-                let opened = open(&file).await;
-                opening.set(false);
-                match opened {
-                    Ok(decoded) => photo.set(Some(decoded)),
-                    Err(message) => page_error.set(Some(message)),
-                }
-            })
-        });
+        open_photo(file);
     };
+    // Ignored while the editor is open or a photo is opening: one photo at a time.
+    let can_take_photo = move || photo.get_untracked().is_none() && !opening.get_untracked();
+    let dragging = RwSignal::new(false);
+    let on_drag_over = move |ev: web_sys::DragEvent| {
+        if carries_files(ev.data_transfer()) && can_take_photo() {
+            // Without this the browser would open the photo itself instead of dropping it here.
+            ev.prevent_default();
+            dragging.set(true);
+        }
+    };
+    let on_drop = move |ev: web_sys::DragEvent| {
+        ev.prevent_default();
+        dragging.set(false);
+        if let Some(file) = first_image(ev.data_transfer()).filter(|_| can_take_photo()) {
+            editor::preload();
+            open_photo(file);
+        }
+    };
+    // Pasting an image (Ctrl/Cmd+V) anywhere on the profile page; text pastes are left alone.
+    let paste = window_event_listener(leptos::ev::paste, move |ev| {
+        if let Some(file) = first_image(ev.clipboard_data()).filter(|_| can_take_photo()) {
+            ev.prevent_default();
+            editor::preload();
+            open_photo(file);
+        }
+    });
+    on_cleanup(move || paste.remove());
 
     let on_save = move |crop: Crop| {
         let Some(current) = photo.get_untracked() else {
@@ -140,7 +175,13 @@ fn ProfileCard(profile: Profile) -> impl IntoView {
     };
 
     view! {
-        <section class="card profile-card">
+        <section
+            class="card profile-card"
+            class:drop-target=move || dragging.get()
+            on:dragover=on_drag_over
+            on:dragleave=move |_| dragging.set(false)
+            on:drop=on_drop
+        >
             <div class="avatar-wrap">
                 {move || {
                     let p = profile.get();
@@ -175,7 +216,32 @@ fn ProfileCard(profile: Profile) -> impl IntoView {
                     aria-hidden="true"
                     on:change=on_file_chosen
                 />
+                // Phones open the front camera straight away for this one.
+                <input
+                    node_ref=camera_input
+                    type="file"
+                    accept="image/*"
+                    capture="user"
+                    class="visually-hidden"
+                    tabindex="-1"
+                    aria-hidden="true"
+                    data-testid="camera-input"
+                    on:change=on_file_chosen
+                />
             </div>
+            <button
+                type="button"
+                class="link-button camera-button"
+                on:click=move |_| {
+                    if let Some(input) = camera_input.get_untracked() {
+                        input.click();
+                    }
+                    editor::preload();
+                }
+            >
+                "Take a photo"
+            </button>
+            <p class="hint">"Or drop a photo here, or paste one."</p>
             <h1 class="profile-name">{move || profile.get().name}</h1>
             <Show when=move || profile.get().picture_url.is_some()>
                 <button type="button" class="link-button" on:click=on_remove>
@@ -221,4 +287,17 @@ fn ProfileCard(profile: Profile) -> impl IntoView {
             })
         }}
     }
+}
+
+/// Whether a drag carries files (a photo from the desktop or another page), not text or a link.
+fn carries_files(transfer: Option<web_sys::DataTransfer>) -> bool {
+    transfer.is_some_and(|t| t.types().includes(&"Files".into(), 0))
+}
+
+/// The first image among the files of a drop or a paste.
+fn first_image(transfer: Option<web_sys::DataTransfer>) -> Option<web_sys::File> {
+    let files = transfer?.files()?;
+    (0..files.length())
+        .filter_map(|i| files.get(i))
+        .find(|file| file.type_().starts_with("image/"))
 }
