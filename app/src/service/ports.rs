@@ -246,4 +246,7 @@ pub struct TokenRejected(pub String);
 pub trait TokenVerifier: Send + Sync {
     /// Checks signature, issuer, client, expiry and token use, and returns the subject.
     async fn verify_access_token(&self, token: &str) -> Result<UserId, TokenRejected>;
+    /// Whether tokens can be verified now (the identity provider's keys are at hand and
+    /// current), for readiness checks.
+    async fn ready(&self) -> PortResult<()>;
 }

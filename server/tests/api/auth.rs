@@ -122,6 +122,38 @@ async fn tokens_wrong_in_one_claim_are_refused() {
 }
 
 #[tokio::test]
+async fn nbf_and_iat_are_checked_with_a_small_leeway() {
+    let app = TestApp::spawn().await;
+    let Some(forge) = Forge::from(&app).await else {
+        return;
+    };
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    assert_refused(
+        &app,
+        &forge.with("nbf", json!(now + 600)),
+        "nbf in ten minutes",
+    )
+    .await;
+    assert_refused(
+        &app,
+        &forge.with("iat", json!(now + 600)),
+        "iat in ten minutes",
+    )
+    .await;
+    let mut no_iat = forge.claims.clone();
+    no_iat.as_object_mut().unwrap().remove("iat");
+    assert_refused(&app, &forge.sign(&no_iat), "no iat").await;
+    // A few seconds of clock skew between the provider and us is tolerated.
+    let mut skewed = forge.claims.clone();
+    skewed["nbf"] = json!(now + 10);
+    skewed["iat"] = json!(now + 10);
+    let response = app
+        .get("/api/auth/user/profile", Some(&forge.sign(&skewed)))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test]
 async fn the_id_token_is_not_an_access_token() {
     let app = TestApp::spawn().await;
     let body: Value = app
