@@ -222,6 +222,12 @@ fn refresh_cookie(response: &reqwest::Response) -> String {
 #[tokio::test]
 async fn signing_out_revokes_the_refresh_token() {
     let app = TestApp::spawn().await;
+    if app.cognito.is_some() {
+        // Checked in moto 5.2.5's source and against its server: RevokeToken is missing, and
+        // it answers 500. Against Cognito the same call is `CognitoDirectory::revoke`.
+        eprintln!("skipped: the Cognito stand-in (moto) does not implement RevokeToken");
+        return;
+    }
     let refresh = |body: Value, cookie: Option<String>| {
         let mut request = app.http.post(app.url("/api/auth/refresh")).json(&body);
         if let Some(cookie) = cookie {
