@@ -80,6 +80,7 @@ impl CognitoDirectory {
 }
 
 /// What Cognito said to an `InitiateAuth`.
+#[derive(Debug, PartialEq)]
 enum Answer {
     Tokens(AuthenticationResultType),
     /// The credentials are refused: wrong password, no such user (pools that hide user
@@ -290,7 +291,8 @@ mod tests {
     }
 
     use aws_sdk_cognitoidentityprovider::types::error::{
-        NotAuthorizedException, TooManyRequestsException, UserNotFoundException,
+        NotAuthorizedException, TooManyRequestsException, UnsupportedTokenTypeException,
+        UserNotFoundException,
     };
 
     fn answer(error: InitiateAuthError) -> Option<Answer> {
@@ -299,35 +301,48 @@ mod tests {
 
     #[test]
     fn cognito_throttling_and_lockout_are_answers_not_failures() {
-        let too_many = TooManyRequestsException::builder()
+        let not_authorized = |message: &str| {
+            InitiateAuthError::NotAuthorizedException(
+                NotAuthorizedException::builder().message(message).build(),
+            )
+        };
+        let rate = TooManyRequestsException::builder()
             .message("Rate exceeded")
             .build();
-        assert!(matches!(
-            answer(InitiateAuthError::TooManyRequestsException(too_many)),
-            Some(Answer::TooManyRequests)
-        ));
-        let locked = NotAuthorizedException::builder()
-            .message("Password attempts exceeded")
-            .build();
-        assert!(matches!(
-            answer(InitiateAuthError::NotAuthorizedException(locked)),
-            Some(Answer::LockedOut)
-        ));
-        let wrong = NotAuthorizedException::builder()
-            .message("Incorrect username or password.")
-            .build();
-        assert!(matches!(
-            answer(InitiateAuthError::NotAuthorizedException(wrong)),
-            Some(Answer::Refused)
-        ));
-        let unknown = UserNotFoundException::builder().build();
-        assert!(matches!(
-            answer(InitiateAuthError::UserNotFoundException(unknown)),
-            Some(Answer::Refused)
-        ));
+        for (error, expected) in [
+            (
+                InitiateAuthError::TooManyRequestsException(rate),
+                Answer::TooManyRequests,
+            ),
+            (
+                not_authorized("Password attempts exceeded"),
+                Answer::LockedOut,
+            ),
+            (
+                not_authorized("Incorrect username or password."),
+                Answer::Refused,
+            ),
+            (
+                InitiateAuthError::UserNotFoundException(UserNotFoundException::builder().build()),
+                Answer::Refused,
+            ),
+        ] {
+            assert_eq!(answer(error), Some(expected));
+        }
         // A failure that is not an answer stays a failure (503, logged).
         let timeout: SdkError<InitiateAuthError, ()> = SdkError::timeout_error("no answer in time");
         assert!(answer_to(&timeout).is_none());
+    }
+
+    #[test]
+    fn revoking_what_is_not_our_refresh_token_is_not_a_failure() {
+        let not_ours = RevokeTokenError::UnsupportedTokenTypeException(
+            UnsupportedTokenTypeException::builder().build(),
+        );
+        assert!(nothing_to_revoke(&SdkError::service_error(not_ours, ())));
+        let busy =
+            RevokeTokenError::TooManyRequestsException(TooManyRequestsException::builder().build());
+        assert!(!nothing_to_revoke(&SdkError::service_error(busy, ())));
     }
 
     #[test]

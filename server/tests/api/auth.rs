@@ -5,7 +5,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use server::embedded::issuer::{DEMO_PASSWORD, LOCAL_CLIENT_ID};
 
-use crate::helpers::{error_message, TestApp, ADA};
+use crate::helpers::{cookie_pair, error_message, TestApp, ADA};
 
 struct Forge {
     key: EncodingKey,
@@ -267,12 +267,7 @@ async fn genuine_tokens_of_another_client_or_pool_are_refused() {
 #[tokio::test]
 async fn a_refresh_token_buys_new_tokens_and_nothing_else_does() {
     let app = TestApp::spawn().await;
-    let login: Value = app
-        .login_response(ADA, DEMO_PASSWORD)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let login = app.login_body(ADA).await;
     let refresh_token = login["refreshToken"].as_str().expect("a refresh token");
 
     let response = app
@@ -335,17 +330,7 @@ async fn the_browser_refreshes_with_a_cookie_no_page_sees() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    let session = response
-        .headers()
-        .get_all(reqwest::header::SET_COOKIE)
-        .iter()
-        .map(|v| v.to_str().unwrap())
-        .find(|c| c.starts_with("portrait_session="))
-        .expect("a new session cookie")
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let session = cookie_pair(&response, "portrait_session");
     let profile = app
         .http
         .get(app.url("/api/auth/user/profile"))

@@ -13,7 +13,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use server::embedded::issuer::DEMO_PASSWORD;
 
-use crate::helpers::{error_message, TestApp, ADA, GRACE};
+use crate::helpers::{cookie_pair, error_message, TestApp, ADA, GRACE};
 
 const INCORRECT: &str = "Incorrect email or password.";
 
@@ -205,20 +205,6 @@ async fn password_checks_do_not_hold_up_other_requests() {
     eprintln!("/healthz answered with {finished} of 200 password checks done");
 }
 
-fn refresh_cookie(response: &reqwest::Response) -> String {
-    response
-        .headers()
-        .get_all(reqwest::header::SET_COOKIE)
-        .iter()
-        .map(|v| v.to_str().unwrap())
-        .find(|c| c.starts_with("portrait_refresh="))
-        .expect("a refresh cookie")
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned()
-}
-
 #[tokio::test]
 async fn signing_out_revokes_the_refresh_token() {
     let app = TestApp::spawn().await;
@@ -237,12 +223,7 @@ async fn signing_out_revokes_the_refresh_token() {
     };
 
     // An API client: the token in the body.
-    let login: Value = app
-        .login_response(ADA, DEMO_PASSWORD)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let login = app.login_body(ADA).await;
     let token = login["refreshToken"].as_str().unwrap().to_owned();
     assert_eq!(
         refresh(json!({ "refreshToken": token }), None).await,
@@ -259,7 +240,7 @@ async fn signing_out_revokes_the_refresh_token() {
 
     // The browser: the refresh cookie, which signing out also receives.
     let login = app.login_response(ADA, DEMO_PASSWORD).await;
-    let cookie = refresh_cookie(&login);
+    let cookie = cookie_pair(&login, "portrait_refresh");
     assert_eq!(
         refresh(json!({}), Some(cookie.clone())).await,
         StatusCode::OK
@@ -279,13 +260,10 @@ async fn signing_out_revokes_the_refresh_token() {
     );
 
     // Another session of the same user is not touched.
-    let other: Value = app
-        .login_response(ADA, DEMO_PASSWORD)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let other = other["refreshToken"].as_str().unwrap().to_owned();
+    let other = app.login_body(ADA).await["refreshToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(
         refresh(json!({ "refreshToken": other }), None).await,
         StatusCode::OK
