@@ -107,7 +107,7 @@ fn TopBar() -> impl IntoView {
 /// Ends the session and reloads the sign-in page, dropping any state the app held.
 fn sign_out() {
     spawn_local(async {
-        let _ = server_fns::logout().await;
+        let _ = server_fns::logout(crate::api::RefreshRequest::default()).await;
         session::ended();
         let _ = window().location().set_href("/login");
     });

@@ -12,7 +12,7 @@ use crate::api::{
 use crate::error::ApiError;
 
 #[cfg(feature = "ssr")]
-use crate::service::{request_headers, respond, AppState, AuthUser};
+use crate::service::{client_address, request_headers, respond, AppState, AuthUser};
 
 #[cfg(feature = "ssr")]
 async fn authenticated() -> Result<(AppState, AuthUser), ApiError> {
@@ -34,7 +34,9 @@ fn set_cookies(values: Vec<String>) {
 #[server(prefix = "/api", endpoint = "auth/login", input = server_fn::codec::Json, output = server_fn::codec::Json)]
 pub async fn login(#[server(flatten)] req: LoginRequest) -> Result<LoginResponse, ApiError> {
     respond(async move {
-        let (response, cookies) = AppState::current()?.sign_in(req).await?;
+        let state = AppState::current()?;
+        let client = client_address(state.settings.trusted_proxy_hops).await;
+        let (response, cookies) = state.sign_in(req, client).await?;
         set_cookies(cookies);
         Ok(response)
     })
@@ -53,10 +55,14 @@ pub async fn refresh(#[server(flatten)] req: RefreshRequest) -> Result<LoginResp
     .await
 }
 
+/// Ends the session: revokes the refresh token (from the body, else the cookie) and clears
+/// both cookies, which are cleared even when the revocation fails.
 #[server(prefix = "/api", endpoint = "auth/logout", input = server_fn::codec::Json, output = server_fn::codec::Json)]
-pub async fn logout() -> Result<MessageResponse, ApiError> {
+pub async fn logout(#[server(flatten)] req: RefreshRequest) -> Result<MessageResponse, ApiError> {
     respond(async move {
-        set_cookies(AppState::current()?.sign_out_cookies());
+        let state = AppState::current()?;
+        set_cookies(state.sign_out_cookies());
+        state.sign_out(req, &request_headers().await?).await?;
         Ok(MessageResponse {
             message: "Signed out.".into(),
         })

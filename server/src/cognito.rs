@@ -4,11 +4,13 @@
 
 use app::domain::{PhotoKey, UserId};
 use app::service::ports::{
-    BoxError, Directory, NewUser, Part, PortError, PortResult, SignInOutcome, SignedIn, Tokens,
+    BoxError, Directory, NewUser, Part, PortError, PortResult, RefreshOutcome, SignInOutcome,
+    SignedIn, Tokens,
 };
 use async_trait::async_trait;
 use aws_sdk_cognitoidentityprovider::error::SdkError;
 use aws_sdk_cognitoidentityprovider::operation::initiate_auth::InitiateAuthError;
+use aws_sdk_cognitoidentityprovider::operation::revoke_token::RevokeTokenError;
 use aws_sdk_cognitoidentityprovider::types::{
     AttributeType, AuthFlowType, AuthenticationResultType,
 };
@@ -56,11 +58,13 @@ impl CognitoDirectory {
         }
         let output = match request.send().await {
             Ok(output) => output,
-            Err(e) if refused(&e) => {
-                tracing::debug!(error = %e.into_service_error(), "Cognito refused a sign-in");
-                return Ok(Answer::Refused);
-            }
-            Err(e) => return Err(directory_error(e)),
+            Err(e) => match answer_to(&e) {
+                Some(answer) => {
+                    tracing::debug!(error = %e.into_service_error(), "Cognito refused a sign-in");
+                    return Ok(answer);
+                }
+                None => return Err(directory_error(e)),
+            },
         };
         if let Some(challenge) = output.challenge_name() {
             // NEW_PASSWORD_REQUIRED, MFA...: flows this app does not offer. The account has to
@@ -76,6 +80,7 @@ impl CognitoDirectory {
 }
 
 /// What Cognito said to an `InitiateAuth`.
+#[derive(Debug, PartialEq)]
 enum Answer {
     Tokens(AuthenticationResultType),
     /// The credentials are refused: wrong password, no such user (pools that hide user
@@ -84,14 +89,44 @@ enum Answer {
     Refused,
     /// Right credentials, but another step is due first.
     Challenged,
+    /// Cognito is limiting this app's requests (a quota, not the user's fault).
+    TooManyRequests,
+    /// Cognito's own lockout after failed passwords: a `NotAuthorizedException` whose
+    /// message is "Password attempts exceeded".
+    LockedOut,
 }
 
-fn refused(e: &SdkError<InitiateAuthError>) -> bool {
-    e.as_service_error().is_some_and(|e| {
-        e.is_not_authorized_exception()
+/// The answers that are Cognito saying no, rather than failing; `None` for a real failure.
+/// Generic over the raw response so that tests can build the SDK's errors without one.
+fn answer_to<R>(e: &SdkError<InitiateAuthError, R>) -> Option<Answer> {
+    let e = e.as_service_error()?;
+    match e {
+        InitiateAuthError::TooManyRequestsException(_) => Some(Answer::TooManyRequests),
+        InitiateAuthError::NotAuthorizedException(refusal)
+            if refusal
+                .message()
+                .is_some_and(|m| m.to_ascii_lowercase().contains("attempts exceeded")) =>
+        {
+            Some(Answer::LockedOut)
+        }
+        _ if e.is_not_authorized_exception()
             || e.is_user_not_found_exception()
             || e.is_user_not_confirmed_exception()
-            || e.is_password_reset_required_exception()
+            || e.is_password_reset_required_exception() =>
+        {
+            Some(Answer::Refused)
+        }
+        _ => None,
+    }
+}
+
+/// Revocation errors that mean there is nothing (more) to revoke: a token that is not a
+/// refresh token of this client. Anything else is a failure.
+fn nothing_to_revoke<R>(e: &SdkError<RevokeTokenError, R>) -> bool {
+    e.as_service_error().is_some_and(|e| {
+        e.is_unsupported_token_type_exception()
+            || e.is_unauthorized_exception()
+            || e.is_invalid_parameter_exception()
     })
 }
 
@@ -161,20 +196,41 @@ impl Directory for CognitoDirectory {
             Answer::Tokens(result) => result,
             Answer::Refused => return Ok(SignInOutcome::Refused),
             Answer::Challenged => return Ok(SignInOutcome::NeedsAnotherStep),
+            Answer::TooManyRequests => return Ok(SignInOutcome::TooManyRequests),
+            Answer::LockedOut => return Ok(SignInOutcome::LockedOut),
         };
         let tokens = tokens(&result)?;
         let user = user_from_id_token(&tokens.id_token)?;
         Ok(SignInOutcome::SignedIn(SignedIn { tokens, user }))
     }
 
-    async fn refresh(&self, refresh_token: &str) -> PortResult<Option<Tokens>> {
+    async fn refresh(&self, refresh_token: &str) -> PortResult<RefreshOutcome> {
         let parameters = [("REFRESH_TOKEN", refresh_token)];
         match self
             .initiate(AuthFlowType::RefreshTokenAuth, &parameters)
             .await?
         {
-            Answer::Tokens(result) => tokens(&result).map(Some),
-            Answer::Refused | Answer::Challenged => Ok(None),
+            Answer::Tokens(result) => tokens(&result).map(RefreshOutcome::Refreshed),
+            Answer::TooManyRequests => Ok(RefreshOutcome::TooManyRequests),
+            Answer::Refused | Answer::Challenged | Answer::LockedOut => Ok(RefreshOutcome::Refused),
+        }
+    }
+
+    async fn revoke(&self, refresh_token: &str) -> PortResult<()> {
+        match self
+            .client
+            .revoke_token()
+            .token(refresh_token)
+            .client_id(&self.client_id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if nothing_to_revoke(&e) => {
+                tracing::debug!(error = %e.into_service_error(), "nothing to revoke");
+                Ok(())
+            }
+            Err(e) => Err(directory_error(e)),
         }
     }
 
@@ -232,6 +288,61 @@ mod tests {
 
     fn id_token(claims: serde_json::Value) -> String {
         format!("e30.{}.sig", URL_SAFE_NO_PAD.encode(claims.to_string()))
+    }
+
+    use aws_sdk_cognitoidentityprovider::types::error::{
+        NotAuthorizedException, TooManyRequestsException, UnsupportedTokenTypeException,
+        UserNotFoundException,
+    };
+
+    fn answer(error: InitiateAuthError) -> Option<Answer> {
+        answer_to(&SdkError::service_error(error, ()))
+    }
+
+    #[test]
+    fn cognito_throttling_and_lockout_are_answers_not_failures() {
+        let not_authorized = |message: &str| {
+            InitiateAuthError::NotAuthorizedException(
+                NotAuthorizedException::builder().message(message).build(),
+            )
+        };
+        let rate = TooManyRequestsException::builder()
+            .message("Rate exceeded")
+            .build();
+        for (error, expected) in [
+            (
+                InitiateAuthError::TooManyRequestsException(rate),
+                Answer::TooManyRequests,
+            ),
+            (
+                not_authorized("Password attempts exceeded"),
+                Answer::LockedOut,
+            ),
+            (
+                not_authorized("Incorrect username or password."),
+                Answer::Refused,
+            ),
+            (
+                InitiateAuthError::UserNotFoundException(UserNotFoundException::builder().build()),
+                Answer::Refused,
+            ),
+        ] {
+            assert_eq!(answer(error), Some(expected));
+        }
+        // A failure that is not an answer stays a failure (503, logged).
+        let timeout: SdkError<InitiateAuthError, ()> = SdkError::timeout_error("no answer in time");
+        assert!(answer_to(&timeout).is_none());
+    }
+
+    #[test]
+    fn revoking_what_is_not_our_refresh_token_is_not_a_failure() {
+        let not_ours = RevokeTokenError::UnsupportedTokenTypeException(
+            UnsupportedTokenTypeException::builder().build(),
+        );
+        assert!(nothing_to_revoke(&SdkError::service_error(not_ours, ())));
+        let busy =
+            RevokeTokenError::TooManyRequestsException(TooManyRequestsException::builder().build());
+        assert!(!nothing_to_revoke(&SdkError::service_error(busy, ())));
     }
 
     #[test]

@@ -29,6 +29,11 @@ pub struct Config {
     /// Where `/metrics` is served; unset, metrics are not exposed at all. It is a listener of
     /// its own so that the public one never serves them.
     pub metrics_addr: Option<SocketAddr>,
+    /// Proxies in front that append the client's address to `X-Forwarded-For` (0: none, the
+    /// header is ignored). Only set it when the servers cannot be reached but through them.
+    pub trusted_proxy_hops: usize,
+    /// How long a user's `status` may be remembered (0: read on every request).
+    pub user_status_ttl: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -196,9 +201,30 @@ impl Config {
                 _ => Some(positive(&get, "PORTRAIT_MAX_PENDING_UPLOADS", 10)?.into()),
             },
             metrics_addr: parse(get("PORTRAIT_METRICS_ADDR"), "PORTRAIT_METRICS_ADDR")?,
+            trusted_proxy_hops: match parse::<usize>(get(TRUSTED_PROXY_HOPS), TRUSTED_PROXY_HOPS)? {
+                Some(hops) if hops > 8 => {
+                    return Err(ConfigError {
+                        name: TRUSTED_PROXY_HOPS,
+                        problem: "must be between 0 and 8".into(),
+                    })
+                }
+                hops => hops.unwrap_or(0),
+            },
+            user_status_ttl: match parse::<u64>(get(USER_STATUS_SECS), USER_STATUS_SECS)? {
+                Some(secs) if secs > 60 => {
+                    return Err(ConfigError {
+                        name: USER_STATUS_SECS,
+                        problem: "must be between 0 and 60 seconds".into(),
+                    })
+                }
+                secs => Duration::from_secs(secs.unwrap_or(30)),
+            },
         })
     }
 }
+
+const TRUSTED_PROXY_HOPS: &str = "PORTRAIT_TRUSTED_PROXY_HOPS";
+const USER_STATUS_SECS: &str = "PORTRAIT_USER_STATUS_CACHE_SECS";
 
 fn parse<T: std::str::FromStr>(
     raw: Option<&str>,
@@ -272,6 +298,13 @@ mod tests {
         assert_eq!(e.name, "PORTRAIT_UPLOAD_URL_TTL_SECS");
         let e = config(&[("DATABASE_URL", "mysql://x")]).unwrap_err();
         assert_eq!(e.name, "DATABASE_URL");
+        let e = config(&[(TRUSTED_PROXY_HOPS, "-1")]).unwrap_err();
+        assert_eq!(e.name, TRUSTED_PROXY_HOPS);
+        let e = config(&[(USER_STATUS_SECS, "3600")]).unwrap_err();
+        assert_eq!(
+            e.name, USER_STATUS_SECS,
+            "a disabled user must be out within a minute"
+        );
         let e = config(&[("S3_BUCKET", "b"), ("S3_FORCE_PATH_STYLE", "maybe")]).unwrap_err();
         assert_eq!(e.name, "S3_FORCE_PATH_STYLE");
         let e = config(&[("COGNITO_USER_POOL_ID", "eu-west-1_AbC123")]).unwrap_err();

@@ -26,8 +26,13 @@ pub fn routes(state: AppState) -> Router {
 }
 
 async fn ready(state: AppState) -> Response {
-    let (database, storage) = tokio::join!(check(state.users.ping()), check(state.storage.ping()));
-    let ready = database.is_ok() && storage.is_ok();
+    let (database, storage, identity) = tokio::join!(
+        check(state.users.ping()),
+        check(state.storage.ping()),
+        // The identity provider's signing keys: without them no token can be verified.
+        check(state.tokens.ready()),
+    );
+    let ready = database.is_ok() && storage.is_ok() && identity.is_ok();
     let status = if ready {
         StatusCode::OK
     } else {
@@ -35,7 +40,11 @@ async fn ready(state: AppState) -> Response {
     };
     let body = json!({
         "status": if ready { "ready" } else { "unavailable" },
-        "checks": { "database": database.err().unwrap_or("ok"), "storage": storage.err().unwrap_or("ok") },
+        "checks": {
+            "database": database.err().unwrap_or("ok"),
+            "storage": storage.err().unwrap_or("ok"),
+            "identity": identity.err().unwrap_or("ok"),
+        },
     });
     (status, Json(body)).into_response()
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use app::domain::{ImageContentType, PhotoKey, UserId};
 
 use app::service::ports::{BoxError, Directory, ObjectStore, TokenVerifier};
-use app::service::{AppState, Metrics, Settings, UploadLimits};
+use app::service::{AppState, Metrics, Settings, SignInThrottle, UploadLimits, UserStatusCache};
 use app::{shell, App};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -108,6 +108,8 @@ impl Application {
             directory: identity.directory.clone(),
             tokens: identity.tokens,
             metrics: Arc::new(Metrics::default()),
+            sign_in_throttle: Arc::new(SignInThrottle::default()),
+            user_status: Arc::new(UserStatusCache::new(config.user_status_ttl)),
             limits: Arc::new(UploadLimits::new(
                 config.upload_urls_per_minute,
                 config.max_pending_uploads,
@@ -117,6 +119,7 @@ impl Application {
                 read_url_ttl: config.read_url_ttl,
                 secure_cookies: config.secure_cookies,
                 storage_origin: Some(storage_origin),
+                trusted_proxy_hops: config.trusted_proxy_hops,
             },
         };
         let router = router(config.leptos, state.clone(), identity.routes);

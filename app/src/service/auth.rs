@@ -1,19 +1,29 @@
 //! Authentication as a type: a use case that needs a user takes an `AuthUser`, and the only way
 //! to get one is to present a token that the verifier accepts.
 
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
 use http::header::{AUTHORIZATION, COOKIE};
 use http::HeaderMap;
 
+use super::ports::UserStore;
 use super::AppState;
 use crate::domain::UserId;
 use crate::error::ApiError;
 
 /// Name of the HttpOnly cookie that carries the access token for the browser app.
 pub const SESSION_COOKIE: &str = "portrait_session";
-/// Name of the HttpOnly cookie that carries the refresh token. It is sent only to the refresh
-/// endpoint, so no other request (and no page) ever carries the long-lived token.
+/// Name of the HttpOnly cookie that carries the refresh token. It is sent only under
+/// `/api/auth` (refresh, and sign-out, which revokes it), so no page ever carries the
+/// long-lived token.
 pub const REFRESH_COOKIE: &str = "portrait_refresh";
-pub(super) const REFRESH_PATH: &str = "/api/auth/refresh";
+pub(super) const REFRESH_PATH: &str = "/api/auth";
+
+/// The `users.status` of an account that may use the app; any other value is refused.
+pub const ACTIVE: &str = "Active";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthUser {
@@ -39,8 +49,106 @@ impl AuthUser {
                 tracing::debug!(%rejected, "refused a token");
                 ApiError::unauthenticated()
             })?;
+        // A valid token is not enough: the user's row must exist and be active, so that an
+        // administrator who disables an account stops its tokens (within the cache's life).
+        if !state.user_status.active(state.users.as_ref(), &id).await? {
+            tracing::debug!(user = %id, "refused a token of a disabled or unknown user");
+            return Err(ApiError::unauthenticated());
+        }
         Ok(Self { id })
     }
+}
+
+/// Users' `status`, remembered for a short while so that an authenticated request costs no
+/// database read. A change of status takes effect within `ttl` (0: read on every request).
+pub struct UserStatusCache {
+    ttl: Duration,
+    entries: RwLock<HashMap<UserId, (Instant, bool)>>,
+}
+
+/// Users remembered at most; past this the memory is simply cleared.
+const STATUS_CAPACITY: usize = 100_000;
+
+impl UserStatusCache {
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            entries: RwLock::default(),
+        }
+    }
+
+    /// Whether the user has a row whose status is active.
+    pub async fn active(&self, users: &dyn UserStore, id: &UserId) -> Result<bool, ApiError> {
+        let cached = self
+            .entries
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .copied();
+        if let Some((at, active)) = cached {
+            if at.elapsed() < self.ttl {
+                return Ok(active);
+            }
+        }
+        let active = users
+            .get(id)
+            .await?
+            .is_some_and(|user| user.status == ACTIVE);
+        self.remember(id, active);
+        Ok(active)
+    }
+
+    /// Records what a sign-in just read, so the next request needs no read either.
+    pub fn remember(&self, id: &UserId, active: bool) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= STATUS_CAPACITY {
+            entries.clear();
+        }
+        entries.insert(id.clone(), (Instant::now(), active));
+    }
+}
+
+/// The address of the client that sent the current request.
+///
+/// With no trusted proxy (`trusted_proxy_hops` 0) it is the TCP peer, and `X-Forwarded-For` is
+/// ignored: anyone can write that header. Behind `n` trusted proxies (an ALB is one) each
+/// appends the address it saw, so the client is the `n`-th entry from the right; the entries
+/// left of it are the client's own claims and never used. A request with fewer entries than
+/// that did not pass through the proxies, and its peer address is used.
+pub async fn client_address(trusted_proxy_hops: usize) -> Option<IpAddr> {
+    let peer = leptos_axum::extract::<axum::extract::ConnectInfo<SocketAddr>>()
+        .await
+        .map(|info| info.0.ip());
+    if let Err(e) = &peer {
+        tracing::warn!(error = %e, "no peer address: sign-ins are throttled by account only");
+    }
+    let headers = request_headers().await.ok()?;
+    client_ip(&headers, peer.ok(), trusted_proxy_hops)
+}
+
+fn client_ip(
+    headers: &HeaderMap,
+    peer: Option<IpAddr>,
+    trusted_proxy_hops: usize,
+) -> Option<IpAddr> {
+    if trusted_proxy_hops == 0 {
+        return peer;
+    }
+    let forwarded: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    forwarded
+        .len()
+        .checked_sub(trusted_proxy_hops)
+        .and_then(|i| forwarded[i].parse().ok())
+        .or(peer)
 }
 
 /// The headers of the current server-function request.
@@ -129,6 +237,23 @@ mod tests {
             bearer_token(&headers(&[(AUTHORIZATION, "Basic abc")])),
             None
         );
+    }
+
+    #[test]
+    fn forwarded_for_counts_only_behind_trusted_proxies() {
+        let peer = Some(IpAddr::from([10, 0, 0, 1]));
+        let xff = http::header::HeaderName::from_static("x-forwarded-for");
+        let h = headers(&[(xff.clone(), "6.6.6.6, 198.51.100.7"), (xff, "10.0.0.9")]);
+        assert_eq!(client_ip(&h, peer, 0), peer, "not trusted: the peer");
+        assert_eq!(client_ip(&h, peer, 1), "10.0.0.9".parse().ok());
+        assert_eq!(client_ip(&h, peer, 2), "198.51.100.7".parse().ok());
+        // Fewer entries than proxies, or garbage: the peer.
+        assert_eq!(client_ip(&h, peer, 4), peer);
+        let bad = headers(&[(
+            http::header::HeaderName::from_static("x-forwarded-for"),
+            "me",
+        )]);
+        assert_eq!(client_ip(&bad, peer, 1), peer);
     }
 
     #[test]

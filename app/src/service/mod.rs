@@ -9,6 +9,7 @@ mod pictures;
 pub mod ports;
 mod security;
 mod session;
+mod throttle;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -16,12 +17,15 @@ use std::time::Duration;
 
 use leptos::prelude::use_context;
 
-pub use auth::{request_headers, AuthUser, REFRESH_COOKIE, SESSION_COOKIE};
+pub use auth::{
+    client_address, request_headers, AuthUser, UserStatusCache, REFRESH_COOKIE, SESSION_COOKIE,
+};
 pub use limits::UploadLimits;
 pub use maintenance::MaintenanceReport;
 pub use metrics::{Metrics, RequestLabels};
 pub use pictures::CONTENT_SNIFF_BYTES;
 pub use security::apply_page_policy;
+pub use throttle::SignInThrottle;
 
 use crate::error::ApiError;
 use ports::{Directory, ObjectStore, PortError, TokenVerifier, UserStore};
@@ -35,6 +39,9 @@ pub struct Settings {
     pub secure_cookies: bool,
     /// Scheme, host and port of the presigned URLs: the one other origin pages may talk to.
     pub storage_origin: Option<String>,
+    /// Proxies in front of the server that append to `X-Forwarded-For` (0: none, the header is
+    /// ignored and the client is the TCP peer). See `client_address`.
+    pub trusted_proxy_hops: usize,
 }
 
 impl Default for Settings {
@@ -44,6 +51,7 @@ impl Default for Settings {
             read_url_ttl: Duration::from_secs(900),
             secure_cookies: false,
             storage_origin: None,
+            trusted_proxy_hops: 0,
         }
     }
 }
@@ -57,6 +65,10 @@ pub struct AppState {
     pub tokens: Arc<dyn TokenVerifier>,
     pub limits: Arc<UploadLimits>,
     pub metrics: Arc<Metrics>,
+    /// Wrong passwords per account and per client address (in this server's memory).
+    pub sign_in_throttle: Arc<SignInThrottle>,
+    /// Users' `status`, briefly remembered (see `UserStatusCache`).
+    pub user_status: Arc<UserStatusCache>,
     pub settings: Settings,
 }
 

@@ -221,14 +221,32 @@ pub enum SignInOutcome {
     /// The password was right, but the provider wants a step this app does not offer first
     /// (a new password after an administrator's temporary one, MFA).
     NeedsAnotherStep,
+    /// The provider is limiting requests (Cognito's `TooManyRequestsException`).
+    TooManyRequests,
+    /// The provider has locked the account for a while after failed attempts (Cognito's
+    /// "Password attempts exceeded").
+    LockedOut,
+}
+
+/// How a refresh ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RefreshOutcome {
+    Refreshed(Tokens),
+    /// Unknown, expired or revoked refresh token.
+    Refused,
+    /// The provider is limiting requests.
+    TooManyRequests,
 }
 
 /// The identity provider: Cognito, or the embedded issuer.
 #[async_trait]
 pub trait Directory: Send + Sync {
     async fn sign_in(&self, email: &str, password: &str) -> PortResult<SignInOutcome>;
-    /// New access and id tokens; `None` for a refresh token that is unknown, expired or revoked.
-    async fn refresh(&self, refresh_token: &str) -> PortResult<Option<Tokens>>;
+    /// New access and id tokens for a refresh token.
+    async fn refresh(&self, refresh_token: &str) -> PortResult<RefreshOutcome>;
+    /// Revokes a refresh token, so that it buys nothing more. A token that is not one of ours,
+    /// or already revoked or expired, is not an error: there is nothing left to revoke.
+    async fn revoke(&self, refresh_token: &str) -> PortResult<()>;
     /// The `picture` attribute as the directory holds it (for audits, and tests that compare
     /// it with the database).
     async fn picture(&self, id: &UserId) -> PortResult<Option<String>>;
@@ -246,4 +264,7 @@ pub struct TokenRejected(pub String);
 pub trait TokenVerifier: Send + Sync {
     /// Checks signature, issuer, client, expiry and token use, and returns the subject.
     async fn verify_access_token(&self, token: &str) -> Result<UserId, TokenRejected>;
+    /// Whether tokens can be verified now (the identity provider's keys are at hand and
+    /// current), for readiness checks.
+    async fn ready(&self) -> PortResult<()>;
 }

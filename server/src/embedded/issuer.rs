@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use app::domain::{PhotoKey, UserId};
 use app::service::ports::{
-    BoxError, Directory, NewUser, Part, PortError, PortResult, SignInOutcome, SignedIn, Tokens,
+    BoxError, Directory, NewUser, Part, PortError, PortResult, RefreshOutcome, SignInOutcome,
+    SignedIn, Tokens,
 };
 use async_trait::async_trait;
 use aws_lc_rs::encoding::AsDer;
@@ -122,7 +123,7 @@ impl LocalIssuer {
 
     /// A refresh token for `user`. Cognito's are opaque; ours is a JWT with `token_use`
     /// "refresh", which the access-token verifier refuses, and which only this issuer reads back.
-    /// The trade-off: it cannot be revoked before it expires (signing out clears the cookie).
+    /// Signing out revokes it by its `jti` (the `revoked_tokens` table).
     pub fn mint_refresh(&self, user: &UserId) -> Result<String, BoxError> {
         let now = OffsetDateTime::now_utc().unix_timestamp();
         self.sign(&RefreshClaims {
@@ -136,9 +137,9 @@ impl LocalIssuer {
         })
     }
 
-    /// The user a refresh token of ours was issued to; `None` when it is not one (forged,
-    /// expired, another kind of token).
-    pub fn read_refresh(&self, token: &str) -> Option<UserId> {
+    /// A refresh token of ours: the user it was issued to, its `jti` and expiry; `None` when
+    /// it is not one (forged, expired, another kind of token).
+    fn read_refresh(&self, token: &str) -> Option<(UserId, RefreshClaims)> {
         let mut validation = Validation::new(Algorithm::RS256);
         validation.set_issuer(&[&self.issuer]);
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
@@ -146,9 +147,10 @@ impl LocalIssuer {
         let claims = jsonwebtoken::decode::<RefreshClaims>(token, &self.decoding_key, &validation)
             .ok()?
             .claims;
-        (claims.token_use == "refresh" && claims.client_id == LOCAL_CLIENT_ID)
-            .then(|| UserId::parse(claims.sub).ok())
-            .flatten()
+        if claims.token_use != "refresh" || claims.client_id != LOCAL_CLIENT_ID {
+            return None;
+        }
+        Some((UserId::parse(claims.sub.clone()).ok()?, claims))
     }
 }
 
@@ -230,11 +232,20 @@ pub struct Account {
 pub struct EmbeddedDirectory {
     db: Database,
     issuer: Arc<LocalIssuer>,
+    /// One permit per CPU: password checks beyond that wait their turn (asynchronously)
+    /// instead of each taking a thread of the blocking pool, which under a flood of sign-ins
+    /// would starve the database's threads and the async workers of CPU.
+    password_checks: tokio::sync::Semaphore,
 }
 
 impl EmbeddedDirectory {
     pub fn new(db: Database, issuer: Arc<LocalIssuer>) -> Self {
-        Self { db, issuer }
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        Self {
+            db,
+            issuer,
+            password_checks: tokio::sync::Semaphore::new(cpus),
+        }
     }
 }
 
@@ -245,15 +256,31 @@ fn directory_error(e: impl Into<BoxError>) -> PortError {
 #[async_trait]
 impl Directory for EmbeddedDirectory {
     async fn sign_in(&self, email: &str, password: &str) -> PortResult<SignInOutcome> {
-        let Some((account, hash)) = self.account("lower(a.email) = lower($1)", email).await? else {
-            // Spend the same time as a real check, so response times do not reveal which
-            // emails have accounts.
-            let _ = verify_password(password, &DUMMY_HASH);
+        let found = self.account("lower(a.email) = lower($1)", email).await?;
+        // An unknown email is checked against a dummy hash, so that both cases cost the same
+        // and response times do not reveal which emails have accounts. The check runs on the
+        // blocking pool: tens of milliseconds of CPU each, which on an async worker would stall
+        // every other request on it (health checks included).
+        let password = password.to_owned();
+        let hash = found.as_ref().map(|(_, hash)| hash.clone());
+        let _turn = self
+            .password_checks
+            .acquire()
+            .await
+            .map_err(directory_error)?;
+        let matches = tokio::task::spawn_blocking(move || match hash {
+            Some(hash) => verify_password(&password, &hash),
+            None => {
+                // Only the time it takes matters.
+                std::hint::black_box(verify_password(&password, &DUMMY_HASH));
+                false
+            }
+        })
+        .await
+        .map_err(directory_error)?;
+        let Some((account, _)) = found.filter(|_| matches) else {
             return Ok(SignInOutcome::Refused);
         };
-        if !verify_password(password, &hash) {
-            return Ok(SignInOutcome::Refused);
-        }
         let mut tokens = self.issuer.mint(&account).map_err(directory_error)?;
         tokens.refresh_token = Some(
             self.issuer
@@ -266,19 +293,52 @@ impl Directory for EmbeddedDirectory {
         }))
     }
 
-    async fn refresh(&self, refresh_token: &str) -> PortResult<Option<Tokens>> {
-        let Some(id) = self.issuer.read_refresh(refresh_token) else {
-            return Ok(None);
+    async fn refresh(&self, refresh_token: &str) -> PortResult<RefreshOutcome> {
+        let Some((id, claims)) = self.issuer.read_refresh(refresh_token) else {
+            return Ok(RefreshOutcome::Refused);
         };
+        let revoked: Option<String> =
+            sqlx::query_scalar("SELECT jti FROM revoked_tokens WHERE jti = $1")
+                .bind(&claims.jti)
+                .fetch_optional(&self.db.read)
+                .await
+                .map_err(directory_error)?;
+        if revoked.is_some() {
+            return Ok(RefreshOutcome::Refused);
+        }
         // The account may have gone since the token was issued.
         match self.account("a.user_id = $1", id.as_str()).await? {
             Some((account, _)) => self
                 .issuer
                 .mint(&account)
-                .map(Some)
+                .map(RefreshOutcome::Refreshed)
                 .map_err(directory_error),
-            None => Ok(None),
+            None => Ok(RefreshOutcome::Refused),
         }
+    }
+
+    async fn revoke(&self, refresh_token: &str) -> PortResult<()> {
+        let Some((_, claims)) = self.issuer.read_refresh(refresh_token) else {
+            return Ok(());
+        };
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let mut tx = self.db.write.begin().await.map_err(directory_error)?;
+        // Records of tokens that have expired anyway are no longer needed.
+        sqlx::query("DELETE FROM revoked_tokens WHERE expires_at < $1")
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(directory_error)?;
+        sqlx::query(
+            "INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2) \
+             ON CONFLICT (jti) DO NOTHING",
+        )
+        .bind(&claims.jti)
+        .bind(claims.exp)
+        .execute(&mut *tx)
+        .await
+        .map_err(directory_error)?;
+        tx.commit().await.map_err(directory_error)
     }
 
     async fn set_picture(&self, id: &UserId, key: &PhotoKey) -> PortResult<()> {
@@ -461,12 +521,13 @@ pub async fn seed_demo_users(pool: &AnyPool) -> Result<(), BoxError> {
         .bind(demo.joined_at)
         .execute(&mut *tx)
         .await?;
+        let hash = tokio::task::spawn_blocking(|| hash_password(DEMO_PASSWORD)).await?;
         sqlx::query(
             "INSERT INTO local_accounts (user_id, email, password_hash) VALUES ($1, $2, $3)",
         )
         .bind(&id)
         .bind(demo.email)
-        .bind(hash_password(DEMO_PASSWORD))
+        .bind(hash)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

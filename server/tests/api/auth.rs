@@ -5,7 +5,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use server::embedded::issuer::{DEMO_PASSWORD, LOCAL_CLIENT_ID};
 
-use crate::helpers::{error_message, TestApp, ADA};
+use crate::helpers::{cookie_pair, error_message, TestApp, ADA};
 
 struct Forge {
     key: EncodingKey,
@@ -122,6 +122,38 @@ async fn tokens_wrong_in_one_claim_are_refused() {
 }
 
 #[tokio::test]
+async fn nbf_and_iat_are_checked_with_a_small_leeway() {
+    let app = TestApp::spawn().await;
+    let Some(forge) = Forge::from(&app).await else {
+        return;
+    };
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    assert_refused(
+        &app,
+        &forge.with("nbf", json!(now + 600)),
+        "nbf in ten minutes",
+    )
+    .await;
+    assert_refused(
+        &app,
+        &forge.with("iat", json!(now + 600)),
+        "iat in ten minutes",
+    )
+    .await;
+    let mut no_iat = forge.claims.clone();
+    no_iat.as_object_mut().unwrap().remove("iat");
+    assert_refused(&app, &forge.sign(&no_iat), "no iat").await;
+    // A few seconds of clock skew between the provider and us is tolerated.
+    let mut skewed = forge.claims.clone();
+    skewed["nbf"] = json!(now + 10);
+    skewed["iat"] = json!(now + 10);
+    let response = app
+        .get("/api/auth/user/profile", Some(&forge.sign(&skewed)))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test]
 async fn the_id_token_is_not_an_access_token() {
     let app = TestApp::spawn().await;
     let body: Value = app
@@ -235,12 +267,7 @@ async fn genuine_tokens_of_another_client_or_pool_are_refused() {
 #[tokio::test]
 async fn a_refresh_token_buys_new_tokens_and_nothing_else_does() {
     let app = TestApp::spawn().await;
-    let login: Value = app
-        .login_response(ADA, DEMO_PASSWORD)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let login = app.login_body(ADA).await;
     let refresh_token = login["refreshToken"].as_str().expect("a refresh token");
 
     let response = app
@@ -275,7 +302,7 @@ async fn a_refresh_token_buys_new_tokens_and_nothing_else_does() {
 }
 
 #[tokio::test]
-async fn the_browser_refreshes_with_a_cookie_only_the_refresh_endpoint_sees() {
+async fn the_browser_refreshes_with_a_cookie_no_page_sees() {
     let app = TestApp::spawn().await;
     let login = app.login_response(ADA, DEMO_PASSWORD).await;
     let cookies: Vec<String> = login
@@ -288,7 +315,8 @@ async fn the_browser_refreshes_with_a_cookie_only_the_refresh_endpoint_sees() {
         .iter()
         .find(|c| c.starts_with("portrait_refresh="))
         .expect("a refresh cookie");
-    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/api/auth/refresh"] {
+    // Path=/api/auth: sent to refresh and to sign-out (which revokes it), never to a page.
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/api/auth;"] {
         assert!(refresh_cookie.contains(attribute), "{refresh_cookie}");
     }
     let pair = refresh_cookie.split(';').next().unwrap();
@@ -302,17 +330,7 @@ async fn the_browser_refreshes_with_a_cookie_only_the_refresh_endpoint_sees() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    let session = response
-        .headers()
-        .get_all(reqwest::header::SET_COOKIE)
-        .iter()
-        .map(|v| v.to_str().unwrap())
-        .find(|c| c.starts_with("portrait_session="))
-        .expect("a new session cookie")
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let session = cookie_pair(&response, "portrait_session");
     let profile = app
         .http
         .get(app.url("/api/auth/user/profile"))

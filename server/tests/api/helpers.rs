@@ -226,12 +226,19 @@ impl TestApp {
             .unwrap()
     }
 
-    /// Signs in and returns the access token.
-    pub async fn token(&self, email: &str) -> String {
+    /// Signs in with the demo password and returns the whole response body (the tokens).
+    pub async fn login_body(&self, email: &str) -> Value {
         let response = self.login_response(email, DEMO_PASSWORD).await;
         assert_eq!(response.status(), StatusCode::OK);
-        let body: Value = response.json().await.unwrap();
-        body["accessToken"].as_str().unwrap().to_owned()
+        response.json().await.unwrap()
+    }
+
+    /// Signs in and returns the access token.
+    pub async fn token(&self, email: &str) -> String {
+        self.login_body(email).await["accessToken"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> Response {
@@ -386,6 +393,22 @@ fn encode(width: u32, height: u32, format: image::ImageFormat) -> Vec<u8> {
     let mut out = Cursor::new(Vec::new());
     picture.write_to(&mut out, format).unwrap();
     out.into_inner()
+}
+
+/// The `name=value` part of the response's `Set-Cookie` for `name`, as a browser sends it back.
+pub fn cookie_pair(response: &Response, name: &str) -> String {
+    let prefix = format!("{name}=");
+    response
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .find(|c| c.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("a {name} cookie"))
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned()
 }
 
 /// Asserts the status and that the body is `{"message": ...}`; returns the message.

@@ -19,7 +19,10 @@ async fn health_and_readiness_report_the_parts() {
     let ready = app.get("/readyz", None).await;
     assert_eq!(ready.status(), StatusCode::OK);
     let body: Value = ready.json().await.unwrap();
-    assert_eq!(body["checks"], json!({ "database": "ok", "storage": "ok" }));
+    assert_eq!(
+        body["checks"],
+        json!({ "database": "ok", "storage": "ok", "identity": "ok" })
+    );
 
     // Storage down: not ready, but still alive.
     let Some(s3) = app.embedded_s3_or_skip() else {
