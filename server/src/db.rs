@@ -388,6 +388,46 @@ fn task_from_row(row: &AnyRow) -> PortResult<QueuedTask> {
     })
 }
 
+impl SqlUserStore {
+    /// Counts a failed try of a task, with its error, and sets `column` (when to retry, or
+    /// when it was parked) to `time`.
+    async fn record_failure(
+        &self,
+        column: &'static str,
+        id: &str,
+        time: OffsetDateTime,
+        error: &str,
+    ) -> PortResult<()> {
+        let sql = format!(
+            "UPDATE outbox SET attempts = attempts + 1, {column} = $1, last_error = $2 \
+             WHERE id = $3"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(unix(time))
+            .bind(error)
+            .bind(id)
+            .execute(&self.db.write)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    /// The rows of one of the maintenance pass's reads: a time, then a limit.
+    async fn up_to(
+        &self,
+        sql: &'static str,
+        time: OffsetDateTime,
+        limit: u32,
+    ) -> PortResult<Vec<AnyRow>> {
+        sqlx::query(sql)
+            .bind(unix(time))
+            .bind(i64::from(limit))
+            .fetch_all(&self.db.read)
+            .await
+            .map_err(db_error)
+    }
+}
+
 #[async_trait]
 impl UserStore for SqlUserStore {
     async fn ping(&self) -> PortResult<()> {
@@ -555,12 +595,7 @@ impl UserStore for SqlUserStore {
     }
 
     async fn due_tasks(&self, now: OffsetDateTime, limit: u32) -> PortResult<Vec<QueuedTask>> {
-        let rows = sqlx::query(DUE_TASKS)
-            .bind(unix(now))
-            .bind(i64::from(limit))
-            .fetch_all(&self.db.read)
-            .await
-            .map_err(db_error)?;
+        let rows = self.up_to(DUE_TASKS, now, limit).await?;
         rows.iter().map(task_from_row).collect()
     }
 
@@ -574,31 +609,13 @@ impl UserStore for SqlUserStore {
     }
 
     async fn postpone_task(&self, id: &str, until: OffsetDateTime, error: &str) -> PortResult<()> {
-        sqlx::query(
-            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2 \
-             WHERE id = $3",
-        )
-        .bind(unix(until))
-        .bind(error)
-        .bind(id)
-        .execute(&self.db.write)
-        .await
-        .map_err(db_error)?;
-        Ok(())
+        self.record_failure("next_attempt_at", id, until, error)
+            .await
     }
 
     async fn park_task(&self, id: &str, error: &str) -> PortResult<()> {
-        sqlx::query(
-            "UPDATE outbox SET attempts = attempts + 1, parked_at = $1, last_error = $2 \
-             WHERE id = $3",
-        )
-        .bind(unix(OffsetDateTime::now_utc()))
-        .bind(error)
-        .bind(id)
-        .execute(&self.db.write)
-        .await
-        .map_err(db_error)?;
-        Ok(())
+        let now = OffsetDateTime::now_utc();
+        self.record_failure("parked_at", id, now, error).await
     }
 
     async fn queue_depth(&self) -> PortResult<u64> {
@@ -618,12 +635,7 @@ impl UserStore for SqlUserStore {
         before: OffsetDateTime,
         limit: u32,
     ) -> PortResult<Vec<ExpiredUpload>> {
-        let rows = sqlx::query(EXPIRED_UPLOADS)
-            .bind(unix(before))
-            .bind(i64::from(limit))
-            .fetch_all(&self.db.read)
-            .await
-            .map_err(db_error)?;
+        let rows = self.up_to(EXPIRED_UPLOADS, before, limit).await?;
         rows.iter()
             .map(|row| {
                 let key: String = row.try_get("photo_key").map_err(db_error)?;
