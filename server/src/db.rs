@@ -585,7 +585,7 @@ impl UserStore for SqlUserStore {
         }
         let mut queued = Vec::with_capacity(tasks.len());
         for task in tasks {
-            queued.push(enqueue(&mut *tx, task, now).await?);
+            queued.push(enqueue(&mut tx, task, now).await?);
         }
         tx.commit().await.map_err(db_error)?;
         Ok(Some(PictureChange {
@@ -671,7 +671,7 @@ impl UserStore for SqlUserStore {
             user_id: key.owner().clone(),
             key: key.clone(),
         };
-        let queued = enqueue(&mut *tx, task, now).await?;
+        let queued = enqueue(&mut tx, task, now).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(Some(queued))
     }
