@@ -583,12 +583,32 @@ async fn an_oversized_srs_upload_is_refused_deleted_and_the_old_picture_kept() {
     let confirm = app.confirm(&token, &grant.photo_key).await;
     if put.status() == StatusCode::PAYLOAD_TOO_LARGE {
         // The embedded store bounds the body itself; nothing was stored to confirm.
+        eprintln!("the store refused the oversized body itself (413); the confirm finds nothing");
         assert!(
             app.embedded_s3.is_some(),
             "only the embedded store has a body limit"
         );
         let message = error_message(confirm, StatusCode::BAD_REQUEST).await;
         assert!(message.contains("not found"), "{message}");
+        // The confirm's own bound, as a store without a body limit would need it: a small
+        // upload, grown past the limit where the embedded store keeps its files.
+        assert_eq!(app.put(&grant, jpeg(16, 16)).await.status(), StatusCode::OK);
+        let file = app
+            .data_dir
+            .path()
+            .join("objects/portrait")
+            .join(&grant.photo_key);
+        let grown = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&file)
+            .unwrap();
+        grown.set_len(app::domain::MAX_PICTURE_BYTES + 1).unwrap();
+        let message = error_message(
+            app.confirm(&token, &grant.photo_key).await,
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+        assert!(message.contains("too large"), "{message}");
     } else {
         assert_eq!(put.status(), StatusCode::OK, "the store took the body");
         let message = error_message(confirm, StatusCode::BAD_REQUEST).await;
