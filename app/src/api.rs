@@ -66,8 +66,10 @@ pub struct UserSummary {
 pub struct UploadUrlRequest {
     pub file_name: String,
     pub content_type: String,
-    /// Exact byte length of the body the client will PUT; it is signed into the URL.
-    pub content_length: u64,
+    /// Exact byte length of the body the client will PUT; when given it is signed into the
+    /// URL. The SRS's request leaves it out; the size is then checked at the confirm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_length: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -76,7 +78,8 @@ pub struct UploadUrlResponse {
     pub photo_key: String,
     pub upload_url: String,
     pub expires_at_utc: String,
-    /// Exactly the headers the PUT must carry (browsers add Content-Length themselves).
+    /// Exactly the headers the PUT must carry (browsers add Content-Length themselves): the
+    /// content type, and the length when one was asked for.
     pub headers: BTreeMap<String, String>,
 }
 

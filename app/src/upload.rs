@@ -70,7 +70,7 @@ pub async fn upload_picture(
         let grant = create_upload_url(UploadUrlRequest {
             file_name: "profile.jpg".into(),
             content_type: "image/jpeg".into(),
-            content_length: jpeg.len() as u64,
+            content_length: Some(jpeg.len() as u64),
         })
         .await
         .map_err(|e| e.message)?;

@@ -1,12 +1,13 @@
 //! The database: SQLite (embedded default) or PostgreSQL, through sqlx's `Any` driver so that
 //! one set of portable queries serves both.
 
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use app::domain::{ContentLength, ImageContentType, PhotoKey, UserId};
 use app::service::ports::{
-    IssuedUpload, NewUser, Part, PictureChange, PortError, PortResult, QueuedTask, Task,
-    UserRecord, UserStore,
+    ExpiredUpload, IssuedUpload, NewPicture, NewUser, Part, PictureChange, PortError, PortResult,
+    QueuedTask, Recorded, Task, UserRecord, UserStore,
 };
 use async_trait::async_trait;
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -28,6 +29,8 @@ fn db_error(e: impl Into<app::service::ports::BoxError>) -> PortError {
 pub struct Database {
     pub read: AnyPool,
     pub write: AnyPool,
+    /// PostgreSQL rather than SQLite: the one place the SQL differs is row locking.
+    pub postgres: bool,
 }
 
 /// Opens the pools and brings the schema up to date.
@@ -64,13 +67,18 @@ pub async fn connect(url: &str) -> Result<Database, sqlx::Error> {
         MIGRATOR.run(&write).await?;
         let read = pool(4).await?;
         tokio::spawn(checkpoint_wal(read.clone()));
-        Database { read, write }
+        Database {
+            read,
+            write,
+            postgres: false,
+        }
     } else {
         let shared = pool(16).await?;
         MIGRATOR.run(&shared).await?;
         Database {
             read: shared.clone(),
             write: shared,
+            postgres: true,
         }
     };
     Ok(database)
@@ -100,13 +108,19 @@ impl SqlUserStore {
     /// Needs a Tokio runtime: it starts the ledger writer.
     pub fn new(db: Database) -> Self {
         let (ledger, writes) = mpsc::channel(LEDGER_BATCH * 4);
-        tokio::spawn(write_ledger(db.write.clone(), writes));
+        tokio::spawn(write_ledger(db.clone(), writes));
         Self { db, ledger }
     }
 }
 
 /// One ledger insert waiting for its batch, and where to say how it went.
-type LedgerWrite = (IssuedUpload, oneshot::Sender<PortResult<bool>>);
+struct LedgerWrite {
+    upload: IssuedUpload,
+    /// When the request was made: uploads expired by then do not count against the cap.
+    now: OffsetDateTime,
+    max_pending: Option<u64>,
+    reply: oneshot::Sender<PortResult<Recorded>>,
+}
 
 /// Most inserts one ledger transaction takes.
 const LEDGER_BATCH: usize = 256;
@@ -115,34 +129,130 @@ const LEDGER_BATCH: usize = 256;
 /// batch is being written wait for the next one, and each batch is a single multi-row INSERT:
 /// one round trip to the database and one commit for all of them, instead of one per request.
 /// Under no load a batch is a single row, so nothing waits.
-async fn write_ledger(pool: AnyPool, mut writes: mpsc::Receiver<LedgerWrite>) {
+async fn write_ledger(db: Database, mut writes: mpsc::Receiver<LedgerWrite>) {
     let mut batch = Vec::with_capacity(LEDGER_BATCH);
     while writes.recv_many(&mut batch, LEDGER_BATCH).await > 0 {
-        let uploads: Vec<&IssuedUpload> = batch.iter().map(|(upload, _)| upload).collect();
-        match insert_uploads(&pool, &uploads).await {
+        if batch.iter().any(|write| write.max_pending.is_some()) {
+            let outcomes = insert_capped(&db, &batch).await;
+            for (write, outcome) in batch.drain(..).zip(outcomes) {
+                let _ = write.reply.send(outcome);
+            }
+            continue;
+        }
+        let uploads: Vec<&IssuedUpload> = batch.iter().map(|write| &write.upload).collect();
+        match insert_uploads(&db.write, &uploads).await {
             Ok(()) => {
-                for (_, reply) in batch.drain(..) {
-                    let _ = reply.send(Ok(true));
+                for write in batch.drain(..) {
+                    let _ = write.reply.send(Ok(Recorded::Recorded));
                 }
             }
             // One bad row (a user without a row) fails the statement: redo the rows one by
             // one, so that each caller gets its own answer.
             Err(_) if batch.len() > 1 => {
-                for (upload, reply) in batch.drain(..) {
-                    let outcome = insert_uploads(&pool, &[&upload]).await;
-                    let _ = reply.send(ledger_outcome(outcome));
+                for write in batch.drain(..) {
+                    let outcome = insert_uploads(&db.write, &[&write.upload]).await;
+                    let _ = write.reply.send(ledger_outcome(outcome));
                 }
             }
             Err(e) => {
-                for (_, reply) in batch.drain(..) {
-                    let _ = reply.send(ledger_outcome(Err(e.clone())));
+                for write in batch.drain(..) {
+                    let _ = write.reply.send(ledger_outcome(Err(e.clone())));
                 }
             }
         }
     }
 }
 
-async fn insert_uploads(pool: &AnyPool, uploads: &[&IssuedUpload]) -> Result<(), LedgerError> {
+/// A batch with a cap on uploads in progress: in one transaction, the users' rows are locked
+/// (PostgreSQL; on SQLite the one writer connection already serialises every write), their
+/// uploads in progress counted, and only the rows under the cap inserted. Another server's batch
+/// for the same user waits for the lock and then counts these rows too, so no number of
+/// parallel requests, on any number of servers, gets past the cap. One answer per write.
+async fn insert_capped(db: &Database, batch: &[LedgerWrite]) -> Vec<PortResult<Recorded>> {
+    match try_insert_capped(db, batch).await {
+        Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
+        Err(e) => {
+            let e = e.to_string();
+            batch.iter().map(|_| Err(db_error(e.clone()))).collect()
+        }
+    }
+}
+
+async fn try_insert_capped(
+    db: &Database,
+    batch: &[LedgerWrite],
+) -> Result<Vec<Recorded>, sqlx::Error> {
+    let users: BTreeSet<&str> = batch.iter().map(|w| w.upload.user_id.as_str()).collect();
+    let placeholders = |from: usize| -> String {
+        (from..from + users.len())
+            .map(|n| format!("${n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut tx = db.write.begin().await?;
+    // In id order, so that two servers locking overlapping sets cannot deadlock.
+    let lock = format!(
+        "SELECT id FROM users WHERE id IN ({}) ORDER BY id{}",
+        placeholders(1),
+        if db.postgres { " FOR UPDATE" } else { "" }
+    );
+    let mut query = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(lock));
+    for user in &users {
+        query = query.bind(*user);
+    }
+    let existing: BTreeSet<String> = query.fetch_all(&mut *tx).await?.into_iter().collect();
+
+    // Counted after the lock, in a statement of its own: it sees every row committed by a batch
+    // that held the lock before.
+    let now = batch
+        .iter()
+        .map(|w| w.now)
+        .min()
+        .unwrap_or_else(OffsetDateTime::now_utc);
+    let count = format!(
+        "SELECT user_id, COUNT(*) AS pending FROM uploads \
+         WHERE user_id IN ({}) AND confirmed_at IS NULL AND expires_at > $1 GROUP BY user_id",
+        placeholders(2)
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(count)).bind(unix(now));
+    for user in &users {
+        query = query.bind(*user);
+    }
+    let mut pending: HashMap<String, u64> = HashMap::new();
+    for row in query.fetch_all(&mut *tx).await? {
+        let count: i64 = row.try_get("pending")?;
+        pending.insert(row.try_get("user_id")?, count.max(0) as u64);
+    }
+
+    let mut outcomes = Vec::with_capacity(batch.len());
+    let mut accepted = Vec::new();
+    for write in batch {
+        let user = write.upload.user_id.as_str();
+        let outcome = if !existing.contains(user) {
+            Recorded::NoUser
+        } else {
+            let count = pending.entry(user.to_owned()).or_default();
+            if write.max_pending.is_some_and(|max| *count >= max) {
+                Recorded::TooManyPending
+            } else {
+                *count += 1;
+                accepted.push(&write.upload);
+                Recorded::Recorded
+            }
+        };
+        outcomes.push(outcome);
+    }
+    if !accepted.is_empty() {
+        insert_statement(&accepted).execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+/// One multi-row INSERT of the uploads.
+fn insert_statement<'q>(
+    uploads: &[&'q IssuedUpload],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
     // Numbered placeholders, which both SQLite and PostgreSQL read (the Any driver's query
     // builder writes `?`, which PostgreSQL does not).
     const COLUMNS: usize = 5;
@@ -164,10 +274,14 @@ async fn insert_uploads(pool: &AnyPool, uploads: &[&IssuedUpload]) -> Result<(),
             .bind(upload.key.as_str())
             .bind(upload.user_id.as_str())
             .bind(upload.content_type.mime())
-            .bind(upload.content_length.get() as i64)
+            .bind(upload.content_length.map(|n| n.get() as i64))
             .bind(unix(upload.expires_at));
     }
-    match insert.execute(pool).await {
+    insert
+}
+
+async fn insert_uploads(pool: &AnyPool, uploads: &[&IssuedUpload]) -> Result<(), LedgerError> {
+    match insert_statement(uploads).execute(pool).await {
         Ok(_) => Ok(()),
         Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => Err(LedgerError::NoUser),
         Err(e) => Err(LedgerError::Other(e.to_string())),
@@ -180,10 +294,10 @@ enum LedgerError {
     Other(String),
 }
 
-fn ledger_outcome(outcome: Result<(), LedgerError>) -> PortResult<bool> {
+fn ledger_outcome(outcome: Result<(), LedgerError>) -> PortResult<Recorded> {
     match outcome {
-        Ok(()) => Ok(true),
-        Err(LedgerError::NoUser) => Ok(false),
+        Ok(()) => Ok(Recorded::Recorded),
+        Err(LedgerError::NoUser) => Ok(Recorded::NoUser),
         Err(LedgerError::Other(e)) => Err(db_error(e)),
     }
 }
@@ -274,6 +388,46 @@ fn task_from_row(row: &AnyRow) -> PortResult<QueuedTask> {
     })
 }
 
+impl SqlUserStore {
+    /// Counts a failed try of a task, with its error, and sets `column` (when to retry, or
+    /// when it was parked) to `time`.
+    async fn record_failure(
+        &self,
+        column: &'static str,
+        id: &str,
+        time: OffsetDateTime,
+        error: &str,
+    ) -> PortResult<()> {
+        let sql = format!(
+            "UPDATE outbox SET attempts = attempts + 1, {column} = $1, last_error = $2 \
+             WHERE id = $3"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(unix(time))
+            .bind(error)
+            .bind(id)
+            .execute(&self.db.write)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    /// The rows of one of the maintenance pass's reads: a time, then a limit.
+    async fn up_to(
+        &self,
+        sql: &'static str,
+        time: OffsetDateTime,
+        limit: u32,
+    ) -> PortResult<Vec<AnyRow>> {
+        sqlx::query(sql)
+            .bind(unix(time))
+            .bind(i64::from(limit))
+            .fetch_all(&self.db.read)
+            .await
+            .map_err(db_error)
+    }
+}
+
 #[async_trait]
 impl UserStore for SqlUserStore {
     async fn ping(&self) -> PortResult<()> {
@@ -321,10 +475,21 @@ impl UserStore for SqlUserStore {
         Ok(())
     }
 
-    async fn record_upload(&self, upload: &IssuedUpload) -> PortResult<bool> {
+    async fn record_upload(
+        &self,
+        upload: &IssuedUpload,
+        now: OffsetDateTime,
+        max_pending: Option<u64>,
+    ) -> PortResult<Recorded> {
         let (reply, answer) = oneshot::channel();
+        let write = LedgerWrite {
+            upload: upload.clone(),
+            now,
+            max_pending,
+            reply,
+        };
         self.ledger
-            .send((upload.clone(), reply))
+            .send(write)
             .await
             .map_err(|_| db_error("the ledger writer stopped"))?;
         answer
@@ -334,7 +499,7 @@ impl UserStore for SqlUserStore {
 
     async fn find_upload(&self, key: &PhotoKey) -> PortResult<Option<IssuedUpload>> {
         let row = sqlx::query(
-            "SELECT user_id, content_type, content_length, expires_at, confirmed_at \
+            "SELECT user_id, content_type, content_length, expires_at, picture_key \
              FROM uploads WHERE photo_key = $1",
         )
         .bind(key.as_str())
@@ -344,54 +509,42 @@ impl UserStore for SqlUserStore {
         let Some(row) = row else { return Ok(None) };
         let user_id: String = row.try_get("user_id").map_err(db_error)?;
         let content_type: String = row.try_get("content_type").map_err(db_error)?;
-        let length: i64 = row.try_get("content_length").map_err(db_error)?;
+        let length: Option<i64> = row.try_get("content_length").map_err(db_error)?;
         let expires_at: i64 = row.try_get("expires_at").map_err(db_error)?;
-        let confirmed_at: Option<i64> = row.try_get("confirmed_at").map_err(db_error)?;
+        let picture: Option<String> = row.try_get("picture_key").map_err(db_error)?;
         Ok(Some(IssuedUpload {
             key: key.clone(),
             user_id: UserId::parse(user_id).map_err(db_error)?,
             content_type: ImageContentType::parse(&content_type).map_err(db_error)?,
-            content_length: ContentLength::parse(length as u64).map_err(db_error)?,
+            content_length: length
+                .map(|n| ContentLength::parse(n.max(0) as u64))
+                .transpose()
+                .map_err(db_error)?,
             expires_at: OffsetDateTime::from_unix_timestamp(expires_at).map_err(db_error)?,
-            confirmed: confirmed_at.is_some(),
+            stored_as: picture
+                .map(|k| PhotoKey::parse(&k))
+                .transpose()
+                .map_err(db_error)?,
         }))
-    }
-
-    async fn pending_uploads(
-        &self,
-        id: &UserId,
-        now: OffsetDateTime,
-        limit: u64,
-    ) -> PortResult<u64> {
-        let count: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM (SELECT 1 FROM uploads \
-             WHERE user_id = $1 AND confirmed_at IS NULL AND expires_at > $2 LIMIT $3) AS pending",
-        )
-        .bind(id.as_str())
-        .bind(unix(now))
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_one(&self.db.read)
-        .await
-        .map_err(db_error)?;
-        Ok(count.max(0) as u64)
     }
 
     async fn replace_picture(
         &self,
         id: &UserId,
-        new: Option<&PhotoKey>,
+        new: Option<&NewPicture>,
     ) -> PortResult<Option<PictureChange>> {
         let now = OffsetDateTime::now_utc();
         let mut tx = self.db.write.begin().await.map_err(db_error)?;
-        if let Some(key) = new {
+        if let Some(new) = new {
             // Claiming the upload first also takes SQLite's write lock at once, and makes a
             // confirm and the sweeper mutually exclusive: only one of them can win this row.
             let claimed = sqlx::query(
-                "UPDATE uploads SET confirmed_at = $1 \
-                 WHERE photo_key = $2 AND user_id = $3 AND confirmed_at IS NULL AND swept_at IS NULL",
+                "UPDATE uploads SET confirmed_at = $1, picture_key = $2 \
+                 WHERE photo_key = $3 AND user_id = $4 AND confirmed_at IS NULL AND swept_at IS NULL",
             )
             .bind(unix(now))
-            .bind(key.as_str())
+            .bind(new.picture.as_str())
+            .bind(new.upload.as_str())
             .bind(id.as_str())
             .execute(&mut *tx)
             .await
@@ -409,7 +562,7 @@ impl UserStore for SqlUserStore {
             "UPDATE users SET replaced_photo_key = photo_key, photo_key = $1, version = version + 1 \
              WHERE id = $2 RETURNING replaced_photo_key",
         )
-        .bind(new.map(PhotoKey::as_str))
+        .bind(new.map(|new| new.picture.as_str()))
         .bind(id.as_str())
         .fetch_optional(&mut *tx)
         .await
@@ -419,7 +572,7 @@ impl UserStore for SqlUserStore {
             .map(|k| PhotoKey::parse(&k))
             .transpose()
             .map_err(db_error)?
-            .filter(|old| Some(old) != new);
+            .filter(|old| Some(old) != new.map(|new| &new.picture));
 
         let mut tasks = vec![Task::SyncPicture {
             user_id: id.clone(),
@@ -432,7 +585,7 @@ impl UserStore for SqlUserStore {
         }
         let mut queued = Vec::with_capacity(tasks.len());
         for task in tasks {
-            queued.push(enqueue(&mut *tx, task, now).await?);
+            queued.push(enqueue(&mut tx, task, now).await?);
         }
         tx.commit().await.map_err(db_error)?;
         Ok(Some(PictureChange {
@@ -442,29 +595,8 @@ impl UserStore for SqlUserStore {
     }
 
     async fn due_tasks(&self, now: OffsetDateTime, limit: u32) -> PortResult<Vec<QueuedTask>> {
-        let rows = sqlx::query(
-            "SELECT id, kind, user_id, photo_key, attempts FROM outbox o \
-             WHERE next_attempt_at <= $1 AND (kind = 'sync_picture' OR NOT EXISTS ( \
-                 SELECT 1 FROM outbox s WHERE s.kind = 'sync_picture' AND s.user_id = o.user_id)) \
-             ORDER BY CASE WHEN kind = 'sync_picture' THEN 0 ELSE 1 END, next_attempt_at \
-             LIMIT $2",
-        )
-        .bind(unix(now))
-        .bind(i64::from(limit))
-        .fetch_all(&self.db.read)
-        .await
-        .map_err(db_error)?;
+        let rows = self.up_to(DUE_TASKS, now, limit).await?;
         rows.iter().map(task_from_row).collect()
-    }
-
-    async fn queue_delete(&self, key: &PhotoKey) -> PortResult<()> {
-        let task = Task::DeleteObject {
-            user_id: key.owner().clone(),
-            key: key.clone(),
-        };
-        let mut conn = self.db.write.acquire().await.map_err(db_error)?;
-        enqueue(&mut *conn, task, OffsetDateTime::now_utc()).await?;
-        Ok(())
     }
 
     async fn finish_task(&self, id: &str) -> PortResult<()> {
@@ -477,58 +609,133 @@ impl UserStore for SqlUserStore {
     }
 
     async fn postpone_task(&self, id: &str, until: OffsetDateTime, error: &str) -> PortResult<()> {
-        sqlx::query(
-            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2 \
-             WHERE id = $3",
+        self.record_failure("next_attempt_at", id, until, error)
+            .await
+    }
+
+    async fn park_task(&self, id: &str, error: &str) -> PortResult<()> {
+        let now = OffsetDateTime::now_utc();
+        self.record_failure("parked_at", id, now, error).await
+    }
+
+    async fn queue_depth(&self) -> PortResult<u64> {
+        // Due times are never negative: the range lets both databases count from the index of
+        // unparked tasks rather than read the whole table, which keeps parked tasks.
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM outbox WHERE parked_at IS NULL AND next_attempt_at >= 0",
         )
-        .bind(unix(until))
-        .bind(error)
-        .bind(id)
+        .fetch_one(&self.db.read)
+        .await
+        .map_err(db_error)?;
+        Ok(count.max(0) as u64)
+    }
+
+    async fn expired_uploads(
+        &self,
+        before: OffsetDateTime,
+        limit: u32,
+    ) -> PortResult<Vec<ExpiredUpload>> {
+        let rows = self.up_to(EXPIRED_UPLOADS, before, limit).await?;
+        rows.iter()
+            .map(|row| {
+                let key: String = row.try_get("photo_key").map_err(db_error)?;
+                let confirmed: Option<i64> = row.try_get("confirmed_at").map_err(db_error)?;
+                let swept: Option<i64> = row.try_get("swept_at").map_err(db_error)?;
+                Ok(ExpiredUpload {
+                    key: PhotoKey::parse(&key).map_err(db_error)?,
+                    abandoned: confirmed.is_none() && swept.is_none(),
+                })
+            })
+            .collect()
+    }
+
+    async fn sweep_upload(&self, key: &PhotoKey) -> PortResult<Option<QueuedTask>> {
+        let now = OffsetDateTime::now_utc();
+        let mut tx = self.db.write.begin().await.map_err(db_error)?;
+        // The same claim as a confirm's: only one of the two can win this row.
+        let marked = sqlx::query(
+            "UPDATE uploads SET swept_at = $1 \
+             WHERE photo_key = $2 AND confirmed_at IS NULL AND swept_at IS NULL",
+        )
+        .bind(unix(now))
+        .bind(key.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?
+        .rows_affected();
+        if marked == 0 {
+            tx.rollback().await.map_err(db_error)?;
+            return Ok(None);
+        }
+        let task = Task::DeleteObject {
+            user_id: key.owner().clone(),
+            key: key.clone(),
+        };
+        let queued = enqueue(&mut tx, task, now).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(Some(queued))
+    }
+
+    async fn known_keys(&self, id: &UserId) -> PortResult<Vec<String>> {
+        sqlx::query_scalar(KNOWN_KEYS)
+            .bind(id.as_str())
+            .fetch_all(&self.db.read)
+            .await
+            .map_err(db_error)
+    }
+
+    async fn mark_audited(
+        &self,
+        id: &UserId,
+        before: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> PortResult<()> {
+        // Entries still waiting to be swept are left for the pass that sweeps them.
+        sqlx::query(
+            "UPDATE uploads SET audited_at = $1 \
+             WHERE user_id = $2 AND audited_at IS NULL AND expires_at < $3 \
+             AND (confirmed_at IS NOT NULL OR swept_at IS NOT NULL)",
+        )
+        .bind(unix(now))
+        .bind(id.as_str())
+        .bind(unix(before))
         .execute(&self.db.write)
         .await
         .map_err(db_error)?;
         Ok(())
     }
 
-    async fn queue_depth(&self) -> PortResult<u64> {
-        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox")
-            .fetch_one(&self.db.read)
+    async fn prune_ledger(&self, before: OffsetDateTime, limit: u32) -> PortResult<u64> {
+        let pruned = sqlx::query(PRUNE_LEDGER)
+            .bind(unix(before))
+            .bind(i64::from(limit))
+            .execute(&self.db.write)
             .await
-            .map_err(db_error)?;
-        Ok(count.max(0) as u64)
-    }
-
-    async fn abandoned_uploads(
-        &self,
-        before: OffsetDateTime,
-        limit: u32,
-    ) -> PortResult<Vec<PhotoKey>> {
-        let keys: Vec<String> = sqlx::query_scalar(
-            "SELECT photo_key FROM uploads \
-             WHERE confirmed_at IS NULL AND swept_at IS NULL AND expires_at < $1 \
-             ORDER BY expires_at LIMIT $2",
-        )
-        .bind(unix(before))
-        .bind(i64::from(limit))
-        .fetch_all(&self.db.read)
-        .await
-        .map_err(db_error)?;
-        keys.iter()
-            .map(|k| PhotoKey::parse(k).map_err(db_error))
-            .collect()
-    }
-
-    async fn mark_swept(&self, key: &PhotoKey) -> PortResult<bool> {
-        let marked = sqlx::query(
-            "UPDATE uploads SET swept_at = $1 \
-             WHERE photo_key = $2 AND confirmed_at IS NULL AND swept_at IS NULL",
-        )
-        .bind(unix(OffsetDateTime::now_utc()))
-        .bind(key.as_str())
-        .execute(&self.db.write)
-        .await
-        .map_err(db_error)?
-        .rows_affected();
-        Ok(marked == 1)
+            .map_err(db_error)?
+            .rows_affected();
+        Ok(pruned)
     }
 }
+
+// The maintenance pass's queries, named so that `docs/notes/storage.md` can show their plans.
+
+/// Due, unparked tasks; a user's deletions only once no unparked sync of theirs is queued.
+const DUE_TASKS: &str = "SELECT id, kind, user_id, photo_key, attempts FROM outbox o \
+     WHERE parked_at IS NULL AND next_attempt_at <= $1 AND (kind = 'sync_picture' OR NOT EXISTS ( \
+         SELECT 1 FROM outbox s WHERE s.user_id = o.user_id AND s.kind = 'sync_picture' \
+         AND s.parked_at IS NULL)) \
+     ORDER BY CASE WHEN kind = 'sync_picture' THEN 0 ELSE 1 END, next_attempt_at \
+     LIMIT $2";
+
+const EXPIRED_UPLOADS: &str = "SELECT photo_key, confirmed_at, swept_at FROM uploads \
+     WHERE audited_at IS NULL AND expires_at < $1 ORDER BY expires_at LIMIT $2";
+
+/// The picture, the uploads in progress, and the objects queued for deletion.
+const KNOWN_KEYS: &str = "SELECT photo_key FROM users WHERE id = $1 AND photo_key IS NOT NULL \
+     UNION ALL SELECT photo_key FROM uploads \
+         WHERE user_id = $1 AND confirmed_at IS NULL AND swept_at IS NULL \
+     UNION ALL SELECT photo_key FROM outbox \
+         WHERE user_id = $1 AND kind = 'delete_object' AND photo_key IS NOT NULL";
+
+const PRUNE_LEDGER: &str = "DELETE FROM uploads WHERE photo_key IN ( \
+     SELECT photo_key FROM uploads WHERE audited_at IS NOT NULL AND audited_at < $1 LIMIT $2)";

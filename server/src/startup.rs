@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use app::domain::{ImageContentType, PhotoKey, UserId};
+use app::domain::{ImageContentType, KeyKind, PhotoKey, UserId};
 
 use app::service::ports::{BoxError, Directory, ObjectStore, TokenVerifier};
 use app::service::{AppState, Metrics, Settings, SignInThrottle, UploadLimits, UserStatusCache};
@@ -220,7 +220,13 @@ impl Identity {
 /// The origin of presigned URLs, learnt by presigning one: exact for every store and addressing
 /// style, with no configuration to keep in sync. Pages admit it in their CSP.
 async fn storage_origin(storage: &dyn ObjectStore) -> Result<String, BoxError> {
-    let probe = PhotoKey::generate(&UserId::parse("probe")?, ImageContentType::Jpeg, 0, 0);
+    let probe = PhotoKey::generate(
+        &UserId::parse("probe")?,
+        KeyKind::Picture,
+        ImageContentType::Jpeg,
+        0,
+        0,
+    );
     let url = storage
         .presign_get(&probe, Duration::from_secs(60))
         .await?

@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 
 use app::domain::{ContentLength, ImageContentType, PhotoKey};
 use app::service::ports::{
-    BoxError, ObjectInfo, ObjectStore, Part, PortError, PortResult, PresignedRequest,
+    BoxError, ListedObject, ObjectInfo, ObjectStore, Part, PortError, PortResult, PresignedRequest,
 };
 use async_trait::async_trait;
 use aws_config::SdkConfig;
@@ -23,6 +23,7 @@ use aws_sdk_s3::config::{
     ProvideCredentials, RequestChecksumCalculation, ResponseChecksumValidation,
     SharedCredentialsProvider,
 };
+use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::Client;
 use aws_sigv4::http_request::{
@@ -145,22 +146,23 @@ impl Presigner {
         })
     }
 
-    /// A PUT of exactly `length` bytes of `content_type`.
+    /// A PUT of `content_type`, of exactly `length` bytes when given.
     fn put(
         &self,
         identity: &Identity,
         key: &str,
         content_type: &str,
-        length: u64,
+        length: Option<u64>,
         ttl: Duration,
         at: SystemTime,
     ) -> PortResult<PresignedRequest> {
-        let length = length.to_string();
-        // Type and exact length are signed headers: the storage refuses any other body.
-        let headers = [
-            ("content-type", content_type),
-            ("content-length", length.as_str()),
-        ];
+        let length = length.map(|length| length.to_string());
+        // Type and exact length are signed headers: the storage refuses any other body. Without
+        // a length (the SRS's client sends only Content-Type) the confirm bounds the size.
+        let mut headers = vec![("content-type", content_type)];
+        if let Some(length) = &length {
+            headers.push(("content-length", length.as_str()));
+        }
         let url = self.sign(identity, "PUT", key, "x-id=PutObject", &headers, ttl, at)?;
         Ok(PresignedRequest {
             url,
@@ -360,7 +362,7 @@ impl ObjectStore for S3Storage {
         &self,
         key: &PhotoKey,
         content_type: ImageContentType,
-        length: ContentLength,
+        length: Option<ContentLength>,
         ttl: Duration,
     ) -> PortResult<PresignedRequest> {
         let now = SystemTime::now();
@@ -369,7 +371,7 @@ impl ObjectStore for S3Storage {
             &identity,
             key.as_str(),
             content_type.mime(),
-            length.get(),
+            length.map(ContentLength::get),
             ttl,
             now,
         )
@@ -400,8 +402,12 @@ impl ObjectStore for S3Storage {
         }
     }
 
-    async fn read_prefix(&self, key: &PhotoKey, len: u64) -> PortResult<Vec<u8>> {
-        let object = self
+    async fn read_prefix(
+        &self,
+        key: &PhotoKey,
+        len: u64,
+    ) -> PortResult<Option<(ObjectInfo, Vec<u8>)>> {
+        let object = match self
             .client
             .get_object()
             .bucket(&self.bucket)
@@ -409,9 +415,58 @@ impl ObjectStore for S3Storage {
             .range(format!("bytes=0-{}", len.saturating_sub(1)))
             .send()
             .await
-            .map_err(storage_error)?;
+        {
+            Ok(object) => object,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+            // A range of an empty object cannot be satisfied: S3 answers 416.
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 416) => {
+                let info = ObjectInfo {
+                    size: 0,
+                    content_type: None,
+                };
+                return Ok(Some((info, Vec::new())));
+            }
+            Err(e) => return Err(storage_error(e)),
+        };
+        // `Content-Range: bytes 0-{end}/{size}` carries the whole object's size.
+        let size = object
+            .content_range()
+            .and_then(|range| range.rsplit_once('/'))
+            .and_then(|(_, size)| size.parse().ok())
+            .or_else(|| object.content_length().map(|n| n.max(0) as u64))
+            .ok_or_else(|| storage_error("a ranged GET without the object's size"))?;
+        let info = ObjectInfo {
+            size,
+            content_type: object.content_type().map(str::to_owned),
+        };
         let body = object.body.collect().await.map_err(storage_error)?;
-        Ok(body.into_bytes().to_vec())
+        Ok(Some((info, body.into_bytes().to_vec())))
+    }
+
+    async fn copy(&self, from: &PhotoKey, to: &PhotoKey) -> PortResult<bool> {
+        let source = format!(
+            "{}/{}",
+            self.bucket,
+            utf8_percent_encode(from.as_str(), KEY_PATH)
+        );
+        match self
+            .client
+            .copy_object()
+            .bucket(&self.bucket)
+            .key(to.as_str())
+            .copy_source(source)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.code() == Some("NoSuchKey")) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(storage_error(e)),
+        }
     }
 
     async fn delete(&self, key: &PhotoKey) -> PortResult<()> {
@@ -426,8 +481,8 @@ impl ObjectStore for S3Storage {
         Ok(())
     }
 
-    async fn list(&self, prefix: &str) -> PortResult<Vec<String>> {
-        let mut keys = Vec::new();
+    async fn list(&self, prefix: &str) -> PortResult<Vec<ListedObject>> {
+        let mut objects = Vec::new();
         let mut pages = self
             .client
             .list_objects_v2()
@@ -437,13 +492,16 @@ impl ObjectStore for S3Storage {
             .send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(storage_error)?;
-            keys.extend(
-                page.contents()
-                    .iter()
-                    .filter_map(|o| o.key().map(str::to_owned)),
-            );
+            objects.extend(page.contents().iter().filter_map(|o| {
+                Some(ListedObject {
+                    key: o.key()?.to_owned(),
+                    last_modified: o
+                        .last_modified()
+                        .and_then(|t| OffsetDateTime::from_unix_timestamp(t.secs()).ok()),
+                })
+            }));
         }
-        Ok(keys)
+        Ok(objects)
     }
 }
 
@@ -513,27 +571,31 @@ mod tests {
     async fn assert_presigned_as_sdk(storage: &S3Storage, key: &str) {
         let identity = storage.credentials.get(at()).await.unwrap();
 
-        let ours = storage
-            .presigner
-            .put(&identity, key, "image/webp", 12345, TTL, at())
-            .unwrap();
-        let sdk = storage
-            .client
-            .put_object()
-            .bucket(BUCKET)
-            .key(key)
-            .content_type("image/webp")
-            .content_length(12345)
-            .presigned(sdk_config(at()))
-            .await
-            .unwrap();
-        assert_eq!(ours.url, sdk.uri());
-        let sdk_headers: BTreeMap<_, _> = sdk
-            .headers()
-            .map(|(name, value)| (name.to_owned(), value.to_owned()))
-            .collect();
-        assert_eq!(ours.headers, sdk_headers);
-        assert_eq!(ours.expires_at, OffsetDateTime::from(at() + TTL));
+        // With a length, and as the SRS's request (only the type is signed).
+        for length in [Some(12345), None] {
+            let ours = storage
+                .presigner
+                .put(&identity, key, "image/webp", length, TTL, at())
+                .unwrap();
+            let mut sdk = storage
+                .client
+                .put_object()
+                .bucket(BUCKET)
+                .key(key)
+                .content_type("image/webp");
+            if let Some(length) = length {
+                sdk = sdk.content_length(length as i64);
+            }
+            let sdk = sdk.presigned(sdk_config(at())).await.unwrap();
+            assert_eq!(ours.url, sdk.uri());
+            let sdk_headers: BTreeMap<_, _> = sdk
+                .headers()
+                .map(|(name, value)| (name.to_owned(), value.to_owned()))
+                .collect();
+            assert_eq!(ours.headers, sdk_headers);
+            assert_eq!(ours.headers.len(), 1 + usize::from(length.is_some()));
+            assert_eq!(ours.expires_at, OffsetDateTime::from(at() + TTL));
+        }
 
         let ours = storage
             .presigner
@@ -565,7 +627,7 @@ mod tests {
                     &storage.credentials.get(at()).await.unwrap(),
                     key,
                     "image/webp",
-                    1,
+                    Some(1),
                     TTL,
                     at(),
                 )

@@ -30,7 +30,9 @@ pub struct Metrics {
     pub confirms: Family<OutcomeLabel, Counter>,
     pub deletes: Counter,
     pub swept: Counter,
+    pub orphans: Counter,
     pub tasks: Family<OutcomeLabel, Counter>,
+    pub parked: Counter,
     pub queue_depth: Gauge,
     pub put_seconds: Histogram,
     pub put_bytes: Histogram,
@@ -50,7 +52,9 @@ impl Default for Metrics {
             confirms: Family::default(),
             deletes: Counter::default(),
             swept: Counter::default(),
+            orphans: Counter::default(),
             tasks: Family::default(),
+            parked: Counter::default(),
             queue_depth: Gauge::default(),
             // Browser-measured PUT to storage: 10 ms to ~80 s; 1 KB to 16 MB.
             put_seconds: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
@@ -68,7 +72,9 @@ impl Default for Metrics {
             "upload_confirms", "Upload confirmations by outcome", confirms;
             "picture_deletes", "Pictures removed by their owner", deletes;
             "sweeper_deletions", "Objects of abandoned uploads deleted", swept;
+            "orphan_deletions", "Objects the database did not know, removed by the prefix audit", orphans;
             "queued_tasks_run", "Queued follow-up tasks run, by outcome", tasks;
+            "queued_tasks_parked", "Queued tasks that kept failing and were parked", parked;
             "queue_depth", "Follow-up tasks waiting in the queue", queue_depth;
             "upload_put_seconds", "Browser-reported duration of the PUT to storage", put_seconds;
             "upload_put_bytes", "Browser-reported size of the PUT to storage", put_bytes;

@@ -21,7 +21,7 @@ pub use auth::{
     client_address, request_headers, AuthUser, UserStatusCache, REFRESH_COOKIE, SESSION_COOKIE,
 };
 pub use limits::UploadLimits;
-pub use maintenance::MaintenanceReport;
+pub use maintenance::{MaintenanceReport, LEDGER_RETENTION, MAX_TASK_ATTEMPTS};
 pub use metrics::{Metrics, RequestLabels};
 pub use pictures::CONTENT_SNIFF_BYTES;
 pub use security::apply_page_policy;

@@ -6,10 +6,12 @@ use std::time::Duration;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use super::ports::{IssuedUpload, ObjectInfo, UserRecord};
+use super::ports::{IssuedUpload, NewPicture, ObjectInfo, Recorded, UserRecord};
 use super::{AppState, AuthUser};
 use crate::api::{PictureResponse, Profile, UploadUrlRequest, UploadUrlResponse, UserSummary};
-use crate::domain::{check_file_name, initials, ContentLength, ImageContentType, PhotoKey, UserId};
+use crate::domain::{
+    check_file_name, initials, ContentLength, ImageContentType, KeyKind, PhotoKey, UserId,
+};
 use crate::error::ApiError;
 
 /// How much of a stored object we read to check what it really is: enough for the magic bytes
@@ -51,9 +53,21 @@ fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
 }
 
-/// A CSPRNG draw for key suffixes. UUIDv4 uses the OS generator, which is what we want.
-fn random_u64() -> u64 {
-    uuid::Uuid::new_v4().as_u64_pair().0
+/// A fresh key of the user's; its random part is a CSPRNG draw (UUIDv4 uses the OS generator).
+fn fresh_key(
+    owner: &UserId,
+    kind: KeyKind,
+    content_type: ImageContentType,
+    now: OffsetDateTime,
+) -> PhotoKey {
+    let millis = (now.unix_timestamp_nanos() / 1_000_000) as u64;
+    PhotoKey::generate(
+        owner,
+        kind,
+        content_type,
+        millis,
+        uuid::Uuid::new_v4().as_u64_pair().0,
+    )
 }
 
 impl AppState {
@@ -85,43 +99,39 @@ impl AppState {
     ) -> Result<UploadUrlResponse, ApiError> {
         check_file_name(&req.file_name)?;
         let content_type = ImageContentType::parse(&req.content_type)?;
-        let length = ContentLength::parse(req.content_length)?;
+        let length = req.content_length.map(ContentLength::parse).transpose()?;
         self.limits.check_rate(&user.id)?;
         let now = OffsetDateTime::now_utc();
-        if let Some(max) = self.limits.max_pending {
-            if self.users.pending_uploads(&user.id, now, max).await? >= max {
-                return Err(super::limits::too_many(
-                    "Too many uploads in progress. Finish them or wait a few minutes.",
-                    self.settings.upload_url_ttl,
-                ));
-            }
-        }
-
-        let key = PhotoKey::generate(
-            &user.id,
-            content_type,
-            (now.unix_timestamp_nanos() / 1_000_000) as u64,
-            random_u64(),
-        );
+        let key = fresh_key(&user.id, KeyKind::Upload, content_type, now);
         let ttl = self.settings.upload_url_ttl;
         let presigned = self
             .storage
             .presign_put(&key, content_type, length, ttl)
             .await?;
-        let recorded = self
+        let upload = IssuedUpload {
+            key: key.clone(),
+            user_id: user.id.clone(),
+            content_type,
+            content_length: length,
+            expires_at: presigned.expires_at,
+            stored_as: None,
+        };
+        // The cap on uploads in progress is checked by the same atomic step that records this
+        // one: no extra round trip, and parallel requests cannot all slip under it.
+        match self
             .users
-            .record_upload(&IssuedUpload {
-                key: key.clone(),
-                user_id: user.id.clone(),
-                content_type,
-                content_length: length,
-                expires_at: presigned.expires_at,
-                confirmed: false,
-            })
-            .await?;
-        if !recorded {
+            .record_upload(&upload, now, self.limits.max_pending)
+            .await?
+        {
+            Recorded::Recorded => {}
             // A valid token for a user without a row (deleted since): nothing to upload for.
-            return Err(ApiError::unauthenticated());
+            Recorded::NoUser => return Err(ApiError::unauthenticated()),
+            Recorded::TooManyPending => {
+                return Err(super::limits::too_many(
+                    "Too many uploads in progress. Finish them or wait a few minutes.",
+                    ttl,
+                ))
+            }
         }
         self.metrics.upload_urls.inc();
         tracing::info!(user = %user.id, key = %key, "upload URL issued");
@@ -169,11 +179,10 @@ impl AppState {
             .tag("unavailable")?
             .ok_or_else(|| ApiError::bad_request("Unknown photoKey: request an upload URL first."))
             .tag("unknown_key")?;
-        if upload.confirmed {
-            // Confirming twice is harmless while the key is still the current picture.
-            return self
-                .already_confirmed(user, &key, "This upload was already used.")
-                .await;
+        if upload.stored_as.is_some() {
+            // Confirming twice is harmless while the upload is still the current picture.
+            let used = "This upload was already used.";
+            return self.already_confirmed(user, upload.stored_as, used).await;
         }
         if OffsetDateTime::now_utc() > upload.expires_at + CONFIRM_GRACE {
             let error = ApiError::bad_request(
@@ -181,56 +190,100 @@ impl AppState {
             );
             return Err(Refused("expired", error));
         }
+        // The size first, from a HEAD: an oversized object is never copied.
         let object = self
             .storage
             .head(&key)
             .await
             .tag("unavailable")?
-            .ok_or_else(|| {
-                ApiError::bad_request("The image was not found in storage. Upload it first.")
-            })
+            .ok_or_else(missing_object)
             .tag("missing_object")?;
-        if let Err(reason) = self
-            .verify_content(&upload, &object)
+        if let Err(reason) = check_size(upload.content_length, object.size) {
+            return Err(self.refuse(user, &[&key], reason).await);
+        }
+        // The upload's URL stays valid until it expires, so its owner could still overwrite
+        // it. What is checked and kept is a copy under a fresh key that no URL can write and no
+        // other confirm shares: checking the copy (not the upload) leaves no window between the
+        // check and what is stored.
+        let picture = fresh_key(
+            &user.id,
+            KeyKind::Picture,
+            upload.content_type,
+            OffsetDateTime::now_utc(),
+        );
+        if !self.storage.copy(&key, &picture).await.tag("unavailable")? {
+            return Err(Refused("missing_object", missing_object()));
+        }
+        let (copied, head) = self
+            .storage
+            .read_prefix(&picture, CONTENT_SNIFF_BYTES)
             .await
             .tag("unavailable")?
-        {
-            // Whatever is there is not what we signed for: do not keep it around.
-            if let Err(e) = self.storage.delete(&key).await {
-                tracing::warn!(key = %key, error = %e, "could not delete refused object");
-            }
-            tracing::info!(user = %user.id, key = %key, %reason, "upload refused");
-            return Err(Refused("bad_content", ApiError::bad_request(reason)));
+            .ok_or_else(missing_object)
+            .tag("missing_object")?;
+        if let Err(reason) = check_content(&upload, &copied, &head) {
+            return Err(self.refuse(user, &[&picture, &key], reason).await);
         }
 
+        let new = NewPicture {
+            upload: key.clone(),
+            picture: picture.clone(),
+        };
         let change = self
             .users
-            .replace_picture(&user.id, Some(&key))
+            .replace_picture(&user.id, Some(&new))
             .await
             .tag("unavailable")?;
         let Some(change) = change else {
-            // Another confirm of the same key won the race (fine), or the upload was swept.
+            // Another confirm of the same upload won the race (fine), or the upload was swept.
+            // Either way this copy is nobody's picture.
+            if let Err(e) = self.storage.delete(&picture).await {
+                tracing::warn!(key = %picture, error = %e, "could not delete an unused copy");
+            }
+            let stored_as = self
+                .users
+                .find_upload(&key)
+                .await
+                .tag("unavailable")?
+                .and_then(|upload| upload.stored_as);
             let gone = "This upload is no longer available. Please upload the picture again.";
-            return self.already_confirmed(user, &key, gone).await;
+            return self.already_confirmed(user, stored_as, gone).await;
         };
-        // Committed: the new picture is served from now on. The attribute update and the
-        // deletion of the replaced object follow, and are retried later if a part is down.
+        // Committed: the new picture is served from now on. The upload is not needed any more
+        // (if this delete fails, or its owner PUTs again, the prefix audit removes it). The
+        // attribute update and the deletion of the replaced object follow, and are retried
+        // later if a part is down.
+        if let Err(e) = self.storage.delete(&key).await {
+            tracing::warn!(key = %key, error = %e, "could not delete a confirmed upload");
+        }
         self.run_tasks(&change.tasks).await;
-        tracing::info!(user = %user.id, key = %key,
+        tracing::info!(user = %user.id, key = %picture,
             replaced = ?change.replaced.as_ref().map(PhotoKey::as_str), "picture confirmed");
         self.current_picture(user).await.tag("unavailable")
     }
 
-    /// The answer for a key that was confirmed before: success while it is still the user's
-    /// picture, else `refusal`.
+    /// Deletes what a refused confirm stored (whatever is there is not what was signed for) and
+    /// says why.
+    async fn refuse(&self, user: &AuthUser, keys: &[&PhotoKey], reason: String) -> Refused {
+        for key in keys {
+            if let Err(e) = self.storage.delete(key).await {
+                tracing::warn!(key = %key, error = %e, "could not delete refused object");
+            }
+        }
+        tracing::info!(user = %user.id, key = %keys[keys.len() - 1], %reason, "upload refused");
+        Refused("bad_content", ApiError::bad_request(reason))
+    }
+
+    /// The answer for an upload that was confirmed before: success while the picture it became,
+    /// `stored_as`, is still the user's picture, else `refusal`.
     async fn already_confirmed(
         &self,
         user: &AuthUser,
-        key: &PhotoKey,
+        stored_as: Option<PhotoKey>,
         refusal: &str,
     ) -> Result<PictureResponse, Refused> {
         let record = self.user_record(&user.id).await.tag("unavailable")?;
-        if record.photo_key.as_ref() != Some(key) {
+        if stored_as.is_none() || record.photo_key != stored_as {
             return Err(Refused("already_used", ApiError::bad_request(refusal)));
         }
         self.picture_response("Profile picture updated successfully.", record)
@@ -261,31 +314,6 @@ impl AppState {
             "There was no profile picture to remove."
         };
         self.picture_response(message, record).await
-    }
-
-    /// Checks the stored object against the ledger: the signed length and type, then the bytes
-    /// themselves (magic number and a sane size read from the image header).
-    async fn verify_content(
-        &self,
-        upload: &IssuedUpload,
-        object: &ObjectInfo,
-    ) -> Result<Result<(), String>, ApiError> {
-        if object.size != upload.content_length.get() {
-            return Ok(Err(format!(
-                "The stored image has {} bytes, but {} were announced.",
-                object.size,
-                upload.content_length.get()
-            )));
-        }
-        let stored_type = object.content_type.as_deref().map(ImageContentType::parse);
-        if stored_type != Some(Ok(upload.content_type)) {
-            return Ok(Err("The stored image has the wrong content type.".into()));
-        }
-        let head = self
-            .storage
-            .read_prefix(&upload.key, CONTENT_SNIFF_BYTES)
-            .await?;
-        Ok(check_image_bytes(upload.content_type, &head))
     }
 
     async fn user_record(&self, id: &UserId) -> Result<UserRecord, ApiError> {
@@ -339,6 +367,34 @@ impl AppState {
     }
 }
 
+fn missing_object() -> ApiError {
+    ApiError::bad_request("The image was not found in storage. Upload it first.")
+}
+
+/// Whether a stored size is what the ledger allows: exactly the signed length, or when none was
+/// signed (the SRS's request) at most [`crate::domain::MAX_PICTURE_BYTES`].
+fn check_size(announced: Option<ContentLength>, stored: u64) -> Result<(), String> {
+    match announced {
+        Some(length) if stored != length.get() => Err(format!(
+            "The stored image has {stored} bytes, but {} were announced.",
+            length.get()
+        )),
+        Some(_) => Ok(()),
+        None => ContentLength::parse(stored).map(drop).map_err(|e| e.0),
+    }
+}
+
+/// Checks a stored object against the ledger: the size and the signed type, then the bytes
+/// themselves (magic number and a sane size read from the image header).
+fn check_content(upload: &IssuedUpload, object: &ObjectInfo, head: &[u8]) -> Result<(), String> {
+    check_size(upload.content_length, object.size)?;
+    let stored_type = object.content_type.as_deref().map(ImageContentType::parse);
+    if stored_type != Some(Ok(upload.content_type)) {
+        return Err("The stored image has the wrong content type.".into());
+    }
+    check_image_bytes(upload.content_type, head)
+}
+
 /// Whether the first bytes of a stored object are really an image of `expected` type with sane
 /// dimensions. `Err` carries the message for the user.
 pub fn check_image_bytes(expected: ImageContentType, head: &[u8]) -> Result<(), String> {
@@ -364,6 +420,7 @@ pub fn check_image_bytes(expected: ImageContentType, head: &[u8]) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::MAX_PICTURE_BYTES;
 
     fn encode(format: image::ImageFormat, w: u32, h: u32) -> Vec<u8> {
         let mut out = Cursor::new(Vec::new());
@@ -388,6 +445,18 @@ mod tests {
         assert!(check_image_bytes(ImageContentType::Png, b"<svg onload=alert(1)>").is_err());
         assert!(check_image_bytes(ImageContentType::Png, &png[..12]).is_err());
         assert!(check_image_bytes(ImageContentType::Jpeg, &[]).is_err());
+    }
+
+    #[test]
+    fn sizes_are_exact_when_signed_and_bounded_when_not() {
+        let announced = ContentLength::parse(100).ok();
+        assert_eq!(check_size(announced, 100), Ok(()));
+        assert!(check_size(announced, 99).is_err());
+        assert_eq!(check_size(None, 1), Ok(()));
+        assert_eq!(check_size(None, MAX_PICTURE_BYTES), Ok(()));
+        let err = check_size(None, MAX_PICTURE_BYTES + 1).unwrap_err();
+        assert!(err.contains("too large"), "{err}");
+        assert!(check_size(None, 0).is_err());
     }
 
     #[test]

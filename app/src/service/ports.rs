@@ -80,14 +80,39 @@ pub struct IssuedUpload {
     pub key: PhotoKey,
     pub user_id: UserId,
     pub content_type: ImageContentType,
-    pub content_length: ContentLength,
+    /// The exact length signed into the URL; `None` when the client announced none (the SRS's
+    /// request), and the stored size is then only bounded by the confirm.
+    pub content_length: Option<ContentLength>,
     pub expires_at: OffsetDateTime,
-    pub confirmed: bool,
+    /// The stored picture it became, once confirmed.
+    pub stored_as: Option<PhotoKey>,
 }
 
-/// Work that follows a committed picture change. It is queued in the same transaction as the
-/// change, done right after it, and retried until it succeeds, so a part that is down delays it
-/// but never loses it.
+/// A checked upload becoming the user's picture: the upload, and the copy that is kept.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewPicture {
+    pub upload: PhotoKey,
+    pub picture: PhotoKey,
+}
+
+/// How adding an upload to the ledger went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    Recorded,
+    /// The user has no row (deleted since the token was issued).
+    NoUser,
+    /// The user already has as many uploads in progress as the cap allows.
+    TooManyPending,
+}
+
+/// A ledger entry whose URL has expired and whose user's prefix was not audited since.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExpiredUpload {
+    pub key: PhotoKey,
+    /// Neither confirmed nor swept: its object, if any, was abandoned.
+    pub abandoned: bool,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Task {
     /// Make the directory's `picture` attribute match the user's current picture.
@@ -119,44 +144,62 @@ pub trait UserStore: Send + Sync {
     /// Creates the row on first sign-in; later sign-ins bring what the directory owns (email,
     /// name, phone, role) up to date, so a change made there shows at the next sign-in.
     async fn ensure(&self, user: &NewUser) -> PortResult<()>;
-    /// Adds an issued URL to the ledger. False when the user has no row (the ledger's foreign
-    /// key is the check, so issuing a URL needs no read).
-    async fn record_upload(&self, upload: &IssuedUpload) -> PortResult<bool>;
-    async fn find_upload(&self, key: &PhotoKey) -> PortResult<Option<IssuedUpload>>;
-    /// Uploads of this user that are neither confirmed nor expired at `now`, counted up to
-    /// `limit` at most (so the cost stays bounded however many there are).
-    async fn pending_uploads(
+    /// Adds an issued URL to the ledger, unless the user already has `max_pending` uploads that
+    /// are neither confirmed nor expired at `now`. The count and the insert are one atomic
+    /// step, also across servers sharing the database, so parallel requests cannot overshoot
+    /// the cap. Issuing a URL needs no separate read of the user.
+    async fn record_upload(
         &self,
-        id: &UserId,
+        upload: &IssuedUpload,
         now: OffsetDateTime,
-        limit: u64,
-    ) -> PortResult<u64>;
-    /// In one transaction: claims the upload of the new key (it must be unconfirmed and not
-    /// swept, else `None` and nothing changes), swaps the user's picture atomically (None
-    /// removes it), and queues the attribute sync and the deletion of the replaced object.
+        max_pending: Option<u64>,
+    ) -> PortResult<Recorded>;
+    async fn find_upload(&self, key: &PhotoKey) -> PortResult<Option<IssuedUpload>>;
+    /// In one transaction: claims the upload of `new` (it must be unconfirmed and not swept,
+    /// else `None` and nothing changes) and records the copy it became, makes that copy the
+    /// user's picture in one atomic swap (None removes it), and queues the attribute sync and
+    /// the deletion of the replaced object.
     async fn replace_picture(
         &self,
         id: &UserId,
-        new: Option<&PhotoKey>,
+        new: Option<&NewPicture>,
     ) -> PortResult<Option<PictureChange>>;
 
-    /// Queued tasks due at `now`, attribute syncs first; a user's deletions wait until their
-    /// attribute is in sync, so the directory never points at a deleted object.
+    /// Queued tasks due at `now` and not parked, attribute syncs first; a user's deletions wait
+    /// until their attribute is in sync (or its sync was parked), so the directory never points
+    /// at a deleted object.
     async fn due_tasks(&self, now: OffsetDateTime, limit: u32) -> PortResult<Vec<QueuedTask>>;
-    /// Queues the deletion of an object outside a picture change (an abandoned upload).
-    async fn queue_delete(&self, key: &PhotoKey) -> PortResult<()>;
     async fn finish_task(&self, id: &str) -> PortResult<()>;
     async fn postpone_task(&self, id: &str, until: OffsetDateTime, error: &str) -> PortResult<()>;
+    /// Stops retrying a task that kept failing; it stays in the queue (for an operator) but is
+    /// never due again and blocks nothing.
+    async fn park_task(&self, id: &str, error: &str) -> PortResult<()>;
+    /// Tasks waiting to run (parked ones not counted).
     async fn queue_depth(&self) -> PortResult<u64>;
-    /// Unconfirmed uploads that expired before `before` and were not swept yet.
-    async fn abandoned_uploads(
+    /// Ledger entries whose URL expired before `before` and whose prefix was not audited yet,
+    /// oldest first.
+    async fn expired_uploads(
         &self,
         before: OffsetDateTime,
         limit: u32,
-    ) -> PortResult<Vec<PhotoKey>>;
-    /// Marks an abandoned upload swept; false when it was confirmed meanwhile (then its object
-    /// must stay).
-    async fn mark_swept(&self, key: &PhotoKey) -> PortResult<bool>;
+    ) -> PortResult<Vec<ExpiredUpload>>;
+    /// In one transaction: marks an abandoned upload swept and queues the deletion of its
+    /// object, so a crash between the two cannot leak it. `None` when it was confirmed or swept
+    /// meanwhile (then there is nothing to do).
+    async fn sweep_upload(&self, key: &PhotoKey) -> PortResult<Option<QueuedTask>>;
+    /// Every key under the user's prefix that the database still refers to: the picture,
+    /// uploads in progress, and objects queued for deletion.
+    async fn known_keys(&self, id: &UserId) -> PortResult<Vec<String>>;
+    /// Records that the user's prefix was audited after every URL of theirs that expired
+    /// before `before` and is confirmed or swept.
+    async fn mark_audited(
+        &self,
+        id: &UserId,
+        before: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> PortResult<()>;
+    /// Deletes at most `limit` audited ledger entries audited before `before`; returns how many.
+    async fn prune_ledger(&self, before: OffsetDateTime, limit: u32) -> PortResult<u64>;
 }
 
 /// A request the browser makes directly against the storage.
@@ -174,26 +217,41 @@ pub struct ObjectInfo {
     pub content_type: Option<String>,
 }
 
+/// One entry of a listing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListedObject {
+    pub key: String,
+    pub last_modified: Option<OffsetDateTime>,
+}
+
 #[async_trait]
 pub trait ObjectStore: Send + Sync {
     /// A cheap round trip to the bucket, for readiness checks.
     async fn ping(&self) -> PortResult<()>;
+    /// A PUT of `content_type`, of exactly `length` bytes when given.
     async fn presign_put(
         &self,
         key: &PhotoKey,
         content_type: ImageContentType,
-        length: ContentLength,
+        length: Option<ContentLength>,
         ttl: Duration,
     ) -> PortResult<PresignedRequest>;
     async fn presign_get(&self, key: &PhotoKey, ttl: Duration) -> PortResult<PresignedRequest>;
     /// `None` when there is no such object.
     async fn head(&self, key: &PhotoKey) -> PortResult<Option<ObjectInfo>>;
-    /// The first `len` bytes (fewer if the object is shorter).
-    async fn read_prefix(&self, key: &PhotoKey, len: u64) -> PortResult<Vec<u8>>;
+    /// The object's size and type with its first `len` bytes (fewer if it is shorter), read
+    /// in one request; `None` when there is no such object.
+    async fn read_prefix(
+        &self,
+        key: &PhotoKey,
+        len: u64,
+    ) -> PortResult<Option<(ObjectInfo, Vec<u8>)>>;
+    /// Copies `from` to `to`, content type included; false when `from` does not exist.
+    async fn copy(&self, from: &PhotoKey, to: &PhotoKey) -> PortResult<bool>;
     /// Succeeds when the object is already gone.
     async fn delete(&self, key: &PhotoKey) -> PortResult<()>;
-    /// Every key under `prefix` (for audits and tests; pages through all results).
-    async fn list(&self, prefix: &str) -> PortResult<Vec<String>>;
+    /// Every object under `prefix` (pages through all results).
+    async fn list(&self, prefix: &str) -> PortResult<Vec<ListedObject>>;
 }
 
 #[derive(Debug, Clone, PartialEq)]

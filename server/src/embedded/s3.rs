@@ -2,14 +2,16 @@
 //!
 //! `s3s` checks SigV4 for real (signature, expiry, signed content type and length), so a
 //! presigned URL is enforced here exactly as on AWS. It has no CORS support, so tower-http's
-//! `CorsLayer` answers the browser's preflights for the app's origin. It is served at the root of
-//! its own listener: behind a path prefix the signed path would no longer match.
+//! `CorsLayer` answers the browser's preflights for the app's origin. Bodies over the picture
+//! size limit are refused (413). It is served at the root of its own listener: behind a path
+//! prefix the signed path would no longer match.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use app::domain::MAX_PICTURE_BYTES;
 use app::service::ports::BoxError;
 use aws_config::SdkConfig;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, SharedCredentialsProvider};
@@ -24,6 +26,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{oneshot, Mutex};
 use tokio::task::JoinHandle;
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::limit::RequestBodyLimitLayer;
 
 use super::random_hex;
 use crate::storage::S3Storage;
@@ -80,8 +83,14 @@ impl EmbeddedS3 {
                 Ok::<Response, Infallible>(response)
             }
         };
+        // A presigned PUT without a signed length (the SRS's request) would take a body of any
+        // size; the confirm refuses one over the limit, but here the upload itself is bounded
+        // too, so nobody can fill the disk through a URL. S3 and Garage have no such bound on
+        // a presigned PUT, so there the confirm's check is the only one.
+        let body_limit = usize::try_from(MAX_PICTURE_BYTES).unwrap_or(usize::MAX);
         let router = Router::new()
             .fallback_service(tower::service_fn(handler))
+            .layer(RequestBodyLimitLayer::new(body_limit))
             .layer(cors(&allowed_origins));
 
         let listener = TcpListener::bind(addr).await?;

@@ -180,10 +180,14 @@ impl TestApp {
     /// Every object stored under the user's prefix.
     pub async fn objects_of(&self, user_id: &str) -> Vec<String> {
         let id = app::domain::UserId::parse(user_id).unwrap();
-        self.storage
-            .list(&PhotoKey::user_prefix(&id))
-            .await
-            .unwrap()
+        let listed = self.storage.list(&PhotoKey::user_prefix(&id)).await;
+        listed.unwrap().into_iter().map(|o| o.key).collect()
+    }
+
+    /// The key of the user's stored picture, read off the profile's read URL.
+    pub async fn picture_key(&self, token: &str) -> Option<String> {
+        let profile = self.profile(token).await;
+        profile["pictureUrl"].as_str().map(key_in_url)
     }
 
     /// The directory's `picture` attribute of the user.
@@ -272,12 +276,20 @@ impl TestApp {
     }
 
     pub async fn grant(&self, token: &str, content_type: &str, length: usize) -> Grant {
+        let body =
+            json!({ "fileName": "me.jpg", "contentType": content_type, "contentLength": length });
+        self.grant_for(token, &body).await
+    }
+
+    /// An upload URL asked for exactly as the SRS does: `{fileName, contentType}`, no length.
+    pub async fn srs_grant(&self, token: &str, content_type: &str) -> Grant {
+        let body = json!({ "fileName": "profile.jpg", "contentType": content_type });
+        self.grant_for(token, &body).await
+    }
+
+    async fn grant_for(&self, token: &str, body: &Value) -> Grant {
         let response = self
-            .post(
-                "/api/auth/user/picture/upload-url",
-                Some(token),
-                &json!({ "fileName": "me.jpg", "contentType": content_type, "contentLength": length }),
-            )
+            .post("/api/auth/user/picture/upload-url", Some(token), body)
             .await;
         assert_eq!(response.status(), StatusCode::OK);
         let body: Value = response.json().await.unwrap();
@@ -309,14 +321,26 @@ impl TestApp {
         .await
     }
 
-    /// The whole three-step flow for a JPEG; returns the key and the confirm response body.
+    /// The whole three-step flow for a JPEG; returns the key of the stored picture (not the
+    /// upload's: the confirm keeps a copy under a key of its own) and the confirm's body.
     pub async fn upload_jpeg(&self, token: &str, jpeg: Vec<u8>) -> (String, Value) {
         let grant = self.grant(token, "image/jpeg", jpeg.len()).await;
         let put = self.put(&grant, jpeg).await;
         assert!(put.status().is_success(), "PUT failed: {}", put.status());
         let confirm = self.confirm(token, &grant.photo_key).await;
         assert_eq!(confirm.status(), StatusCode::OK);
-        (grant.photo_key, confirm.json().await.unwrap())
+        let body: Value = confirm.json().await.unwrap();
+        let url = body["profile"]["pictureUrl"].as_str().expect("a read URL");
+        (key_in_url(url), body)
+    }
+
+    /// The bytes the read URL of the user's picture serves.
+    pub async fn picture_bytes(&self, token: &str) -> Vec<u8> {
+        let profile = self.profile(token).await;
+        let url = profile["pictureUrl"].as_str().expect("a picture");
+        let served = self.http.get(url).send().await.unwrap();
+        assert_eq!(served.status(), StatusCode::OK);
+        served.bytes().await.unwrap().to_vec()
     }
 
     /// Whether the storage holds `key`, asked through the S3 API.
@@ -409,6 +433,12 @@ pub fn cookie_pair(response: &Response, name: &str) -> String {
         .next()
         .unwrap()
         .to_owned()
+}
+
+/// The object key a presigned URL points at (path-style or virtual-hosted alike).
+pub fn key_in_url(url: &str) -> String {
+    let path = url.split('?').next().unwrap();
+    path[path.find("users/").expect("a key under users/")..].to_owned()
 }
 
 /// Asserts the status and that the body is `{"message": ...}`; returns the message.

@@ -1,7 +1,13 @@
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{error_message, jpeg, png, TestApp, ADA, GRACE};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::helpers::{error_message, jpeg, key_in_url, png, TestApp, ADA, GRACE};
+
+/// Well after every URL issued in a test expired: maintenance passes run "then".
+const LATER: Duration = Duration::from_secs(2 * 3600);
 
 #[tokio::test]
 async fn sign_in_returns_tokens_and_an_http_only_cookie() {
@@ -126,12 +132,13 @@ async fn the_whole_flow_stores_serves_and_records_the_picture() {
     assert_eq!(served.headers()["content-type"], "image/jpeg");
     assert_eq!(served.bytes().await.unwrap().to_vec(), picture);
 
-    // The directory's picture attribute holds the key.
-    let id = app::domain::UserId::parse(user_id).unwrap();
-    assert_eq!(
-        app.picture_attribute(&id).await.as_deref(),
-        Some(grant.photo_key.as_str())
-    );
+    // The directory's picture attribute holds the key of the stored copy, which lives beside
+    // the upload under the user's prefix; the upload itself is gone.
+    let stored = key_in_url(url);
+    assert!(stored.starts_with(&format!("users/{user_id}/picture_")));
+    let id = app::domain::UserId::parse(user_id.clone()).unwrap();
+    assert_eq!(app.picture_attribute(&id).await, Some(stored.clone()));
+    assert_eq!(app.objects_of(&user_id).await, vec![stored]);
     // The profile and the user list show it from now on.
     assert!(app.profile(&token).await["pictureUrl"].is_string());
     let users: Value = app
@@ -170,10 +177,16 @@ async fn a_new_picture_replaces_and_deletes_the_old_one() {
 async fn confirming_the_same_key_twice_is_harmless() {
     let app = TestApp::spawn().await;
     let token = app.token(ADA).await;
-    let (key, _) = app.upload_jpeg(&token, jpeg(16, 16)).await;
+    let picture = jpeg(16, 16);
+    let grant = app.grant(&token, "image/jpeg", picture.len()).await;
+    app.put(&grant, picture).await;
+    let key = grant.photo_key;
+    assert_eq!(app.confirm(&token, &key).await.status(), StatusCode::OK);
+    let stored = app.picture_key(&token).await.unwrap();
     let again = app.confirm(&token, &key).await;
     assert_eq!(again.status(), StatusCode::OK);
-    assert!(app.stored(&key).await);
+    assert_eq!(app.picture_key(&token).await, Some(stored.clone()));
+    assert!(app.stored(&stored).await);
 
     // Once replaced, the old key cannot be brought back by confirming it again.
     let (newer, _) = app.upload_jpeg(&token, jpeg(20, 20)).await;
@@ -326,7 +339,7 @@ async fn bad_upload_requests_are_400_with_a_clear_message() {
             "too long",
         ),
         (
-            json!({ "fileName": "a.jpg", "contentType": "image/jpeg" }),
+            json!({ "contentType": "image/jpeg" }),
             "Invalid request body",
         ),
         (
@@ -502,4 +515,187 @@ async fn the_presigned_put_carries_the_real_bytes_to_motos_s3_as_well() {
         picture.as_slice(),
         "the bytes arrived whole"
     );
+}
+
+/// Exactly what a client written from the SRS sends: `{fileName, contentType}`, then a PUT with
+/// only `Content-Type` (and the length any HTTP client adds), then `{photoKey}`.
+#[tokio::test]
+async fn an_srs_client_uploads_with_only_file_name_and_content_type() {
+    let app = TestApp::spawn().await;
+    let token = app.token(ADA).await;
+    let response = app
+        .post(
+            "/api/auth/user/picture/upload-url",
+            Some(&token),
+            &json!({ "fileName": "profile.jpg", "contentType": "image/jpeg" }),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let grant: Value = response.json().await.unwrap();
+    let photo_key = grant["photoKey"].as_str().unwrap();
+    assert!(photo_key.starts_with("users/") && photo_key.ends_with(".jpg"));
+    assert!(grant["expiresAtUtc"].as_str().unwrap().ends_with('Z'));
+    // The headers say exactly what to send, and that is what the SRS's client sends.
+    let headers: BTreeMap<String, String> =
+        serde_json::from_value(grant["headers"].clone()).unwrap();
+    assert_eq!(
+        headers,
+        BTreeMap::from([("content-type".to_owned(), "image/jpeg".to_owned())])
+    );
+
+    let picture = jpeg(40, 40);
+    let put = |content_type: &'static str| {
+        app.http
+            .put(grant["uploadUrl"].as_str().unwrap())
+            .header("Content-Type", content_type)
+            .body(picture.clone())
+            .send()
+    };
+    assert_eq!(put("image/jpeg").await.unwrap().status(), StatusCode::OK);
+    // The signed type still holds without a length.
+    assert_eq!(
+        put("image/png").await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+
+    let confirm = app.confirm(&token, photo_key).await;
+    assert_eq!(confirm.status(), StatusCode::OK);
+    let body: Value = confirm.json().await.unwrap();
+    assert_eq!(body["message"], "Profile picture updated successfully.");
+    assert_eq!(app.picture_bytes(&token).await, picture);
+}
+
+/// Without a signed length the size is bounded at the confirm (and, on the embedded store, by
+/// the upload itself).
+#[tokio::test]
+async fn an_oversized_srs_upload_is_refused_deleted_and_the_old_picture_kept() {
+    let app = TestApp::spawn().await;
+    let token = app.token(ADA).await;
+    let kept = jpeg(20, 20);
+    let (kept_key, body) = app.upload_jpeg(&token, kept.clone()).await;
+    let user_id = body["profile"]["id"].as_str().unwrap().to_owned();
+
+    let grant = app.srs_grant(&token, "image/jpeg").await;
+    // A real JPEG header, then padding past the limit.
+    let mut oversized = jpeg(16, 16);
+    oversized.resize(app::domain::MAX_PICTURE_BYTES as usize + 1, 0);
+    let put = app.put(&grant, oversized).await;
+    let confirm = app.confirm(&token, &grant.photo_key).await;
+    if put.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        // The embedded store bounds the body itself; nothing was stored to confirm.
+        eprintln!("the store refused the oversized body itself (413); the confirm finds nothing");
+        assert!(
+            app.embedded_s3.is_some(),
+            "only the embedded store has a body limit"
+        );
+        let message = error_message(confirm, StatusCode::BAD_REQUEST).await;
+        assert!(message.contains("not found"), "{message}");
+        // The confirm's own bound, as a store without a body limit would need it: a small
+        // upload, grown past the limit where the embedded store keeps its files.
+        assert_eq!(app.put(&grant, jpeg(16, 16)).await.status(), StatusCode::OK);
+        let file = app
+            .data_dir
+            .path()
+            .join("objects/portrait")
+            .join(&grant.photo_key);
+        let grown = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&file)
+            .unwrap();
+        grown.set_len(app::domain::MAX_PICTURE_BYTES + 1).unwrap();
+        let message = error_message(
+            app.confirm(&token, &grant.photo_key).await,
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+        assert!(message.contains("too large"), "{message}");
+    } else {
+        assert_eq!(put.status(), StatusCode::OK, "the store took the body");
+        let message = error_message(confirm, StatusCode::BAD_REQUEST).await;
+        assert!(message.contains("too large"), "{message}");
+    }
+    assert!(
+        !app.stored(&grant.photo_key).await,
+        "the oversized object is deleted"
+    );
+    assert_eq!(app.objects_of(&user_id).await, vec![kept_key.clone()]);
+    assert_eq!(app.picture_key(&token).await, Some(kept_key));
+    assert_eq!(app.picture_bytes(&token).await, kept);
+}
+
+/// The upload URL stays valid after the confirm, but what it writes is the upload's key, never
+/// the checked copy: the picture's bytes cannot change, and what was written goes away.
+#[tokio::test]
+async fn a_confirmed_picture_cannot_be_overwritten_through_its_upload_url() {
+    let app = TestApp::spawn().await;
+    let token = app.token(ADA).await;
+    let user_id = app.profile(&token).await["id"].as_str().unwrap().to_owned();
+    let picture = jpeg(32, 32);
+    for srs in [false, true] {
+        let grant = match srs {
+            false => app.grant(&token, "image/jpeg", picture.len()).await,
+            true => app.srs_grant(&token, "image/jpeg").await,
+        };
+        assert_eq!(
+            app.put(&grant, picture.clone()).await.status(),
+            StatusCode::OK
+        );
+        assert_eq!(
+            app.confirm(&token, &grant.photo_key).await.status(),
+            StatusCode::OK
+        );
+        let stored = app.picture_key(&token).await.unwrap();
+
+        // Other bytes of the same length, as HTML: the storage takes them (the URL is valid)...
+        let mut html = b"<html><script>alert(1)</script>".to_vec();
+        html.resize(picture.len(), b' ');
+        assert_eq!(app.put(&grant, html).await.status(), StatusCode::OK);
+        // ...but the picture is unchanged, and so is what the profile points at.
+        assert_eq!(app.picture_bytes(&token).await, picture, "srs: {srs}");
+        assert_eq!(app.picture_key(&token).await, Some(stored.clone()));
+        // Confirming again does not bring the new bytes in either.
+        assert_eq!(
+            app.confirm(&token, &grant.photo_key).await.status(),
+            StatusCode::OK
+        );
+        assert_eq!(app.picture_bytes(&token).await, picture);
+
+        // Once the URL expired, the prefix audit removes what it wrote.
+        let report = app.maintenance_after(LATER).await;
+        assert_eq!(report.orphans_removed, 1, "srs: {srs}");
+        assert_eq!(app.objects_of(&user_id).await, vec![stored]);
+    }
+}
+
+#[tokio::test]
+async fn a_put_to_a_replaced_or_removed_pictures_url_leaves_nothing_behind() {
+    let app = TestApp::spawn().await;
+    let token = app.token(GRACE).await;
+    let user_id = app.profile(&token).await["id"].as_str().unwrap().to_owned();
+    let (first, second) = (jpeg(16, 16), jpeg(24, 24));
+    let replaced = app.grant(&token, "image/jpeg", first.len()).await;
+    app.put(&replaced, first.clone()).await;
+    app.confirm(&token, &replaced.photo_key).await;
+    let removed = app.srs_grant(&token, "image/jpeg").await;
+    app.put(&removed, second.clone()).await;
+    app.confirm(&token, &removed.photo_key).await;
+    assert_eq!(
+        app.delete("/api/auth/user/picture", Some(&token))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert!(app.objects_of(&user_id).await.is_empty());
+
+    // Both URLs still work, and write objects the database knows nothing about.
+    assert_eq!(app.put(&replaced, first).await.status(), StatusCode::OK);
+    assert_eq!(app.put(&removed, second).await.status(), StatusCode::OK);
+    assert_eq!(app.objects_of(&user_id).await.len(), 2);
+    assert!(app.profile(&token).await["pictureUrl"].is_null());
+
+    let report = app.maintenance_after(LATER).await;
+    assert_eq!(report.orphans_removed, 2);
+    assert!(app.objects_of(&user_id).await.is_empty(), "no orphan left");
+    // Audited once: a later pass has nothing to do for these URLs.
+    assert_eq!(app.maintenance_after(LATER).await.orphans_removed, 0);
 }

@@ -45,10 +45,9 @@ async fn storage_down_at_confirm_is_a_503_and_the_old_picture_stays() {
         StatusCode::OK
     );
     let user_id = app.profile(&token).await["id"].as_str().unwrap().to_owned();
-    assert_eq!(
-        app.objects_of(&user_id).await,
-        vec![grant.photo_key.clone()]
-    );
+    let stored = app.picture_key(&token).await.unwrap();
+    assert_ne!(stored, kept);
+    assert_eq!(app.objects_of(&user_id).await, vec![stored]);
 }
 
 #[tokio::test]
@@ -146,16 +145,18 @@ async fn fifty_parallel_uploads_end_with_exactly_one_picture_and_one_object() {
 
     let profile = app.profile(&token).await;
     let user_id = profile["id"].as_str().unwrap().to_owned();
-    let url = profile["pictureUrl"].as_str().unwrap();
-    let current: Vec<&String> = keys.iter().filter(|k| url.contains(k.as_str())).collect();
-    assert_eq!(current.len(), 1, "the profile shows one of the uploads");
+    let current = app.picture_key(&token).await.expect("a picture");
+    // The picture is the copy of one of the 50 uploads (each a JPEG of its own width).
+    let served = image::load_from_memory(&app.picture_bytes(&token).await).unwrap();
+    assert!((8..58).contains(&served.width()) && served.height() == 8);
+    assert_eq!(keys.len(), 50);
     assert_eq!(
         app.objects_of(&user_id).await,
-        vec![current[0].clone()],
+        vec![current.clone()],
         "exactly one object"
     );
     let id = app::domain::UserId::parse(user_id).unwrap();
-    assert_eq!(app.picture_attribute(&id).await.as_ref(), Some(current[0]));
+    assert_eq!(app.picture_attribute(&id).await, Some(current));
     assert_eq!(app.state.users.queue_depth().await.unwrap(), 0);
     let _: Value = profile;
 }
@@ -254,10 +255,8 @@ async fn database_down_is_a_503_that_changes_nothing_and_the_flow_resumes() {
         app.confirm(&token, &grant.photo_key).await.status(),
         StatusCode::OK
     );
-    assert_eq!(
-        app.objects_of(&user_id).await,
-        vec![grant.photo_key.clone()]
-    );
+    let stored = app.picture_key(&token).await.unwrap();
+    assert_eq!(app.objects_of(&user_id).await, vec![stored]);
 }
 
 #[tokio::test]
@@ -286,10 +285,8 @@ async fn directory_down_delays_the_attribute_and_the_old_objects_deletion_but_lo
         app.confirm(&token, &grant.photo_key).await.status(),
         StatusCode::OK
     );
-    assert!(app.profile(&token).await["pictureUrl"]
-        .as_str()
-        .unwrap()
-        .contains(&grant.photo_key));
+    let stored = app.picture_key(&token).await.unwrap();
+    assert_ne!(stored, first);
     // But the directory still names the old key, so the old object must not go yet.
     assert!(
         app.stored(&first).await,
@@ -311,14 +308,157 @@ async fn directory_down_delays_the_attribute_and_the_old_objects_deletion_but_lo
     app.sql("ALTER TABLE local_accounts_offline RENAME TO local_accounts")
         .await;
     app.maintenance_after(LATER).await; // the attribute catches up...
-    assert_eq!(
-        app.picture_attribute(&id).await.as_deref(),
-        Some(grant.photo_key.as_str())
-    );
+    assert_eq!(app.picture_attribute(&id).await, Some(stored.clone()));
     app.maintenance_after(LATER).await; // ...and only then the old object goes.
     assert_eq!(app.state.users.queue_depth().await.unwrap(), 0);
+    assert_eq!(app.objects_of(&user_id).await, vec![stored]);
+}
+
+/// The count of uploads in progress and the insert are one atomic step.
+#[tokio::test]
+async fn twenty_parallel_upload_url_requests_with_a_cap_of_two_grant_exactly_two() {
+    let app = TestApp::spawn_with(&[
+        ("PORTRAIT_MAX_PENDING_UPLOADS", "2"),
+        ("PORTRAIT_UPLOAD_URLS_PER_MINUTE", "1000"),
+    ])
+    .await;
+    let token = app.token(ADA).await;
+    let body = serde_json::json!({ "fileName": "a.jpg", "contentType": "image/jpeg" });
+    let requests =
+        (0..20).map(|_| app.post("/api/auth/user/picture/upload-url", Some(&token), &body));
+    let statuses: Vec<StatusCode> = join_all(requests)
+        .await
+        .iter()
+        .map(|response| response.status())
+        .collect();
+    let granted = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!((granted, refused), (2, 18), "{statuses:?}");
+}
+
+/// The sweeper marks an abandoned upload and queues its deletion in one transaction: with the
+/// storage down mid-pass the deletion waits in the queue, and nothing is leaked.
+#[tokio::test]
+async fn an_abandoned_upload_swept_while_the_storage_is_down_is_deleted_once_it_is_back() {
+    let app = TestApp::spawn().await;
+    let Some(s3) = app.embedded_s3_or_skip() else {
+        return;
+    };
+    let token = app.token(ADA).await;
+    let user_id = app.profile(&token).await["id"].as_str().unwrap().to_owned();
+    let picture = jpeg(20, 20);
+    let abandoned = app.grant(&token, "image/jpeg", picture.len()).await;
+    app.put(&abandoned, picture).await;
+
+    s3.stop().await;
+    let report = app.maintenance_after(LATER).await;
+    assert_eq!(report.uploads_swept, 1);
+    assert_eq!(report.orphans_removed, 0);
     assert_eq!(
-        app.objects_of(&user_id).await,
-        vec![grant.photo_key.clone()]
+        app.state.users.queue_depth().await.unwrap(),
+        1,
+        "the deletion is queued"
     );
+
+    s3.restart().await.unwrap();
+    assert!(app.stored(&abandoned.photo_key).await);
+    let report = app.maintenance_after(LATER).await;
+    assert_eq!(report.tasks_done, 1);
+    assert_eq!(app.state.users.queue_depth().await.unwrap(), 0);
+    assert!(app.objects_of(&user_id).await.is_empty(), "no orphan left");
+}
+
+/// A task that can never succeed is parked after a bounded number of tries, and the user's
+/// deletions behind it then go ahead.
+#[tokio::test]
+async fn a_task_that_keeps_failing_is_parked_and_stops_blocking_the_users_deletions() {
+    let app = TestApp::spawn().await;
+    let token = app.token(ADA).await;
+    let (first, body) = app.upload_jpeg(&token, jpeg(16, 16)).await;
+    let user_id = body["profile"]["id"].as_str().unwrap().to_owned();
+    // The directory loses the account for good; the token stays valid until it expires.
+    match &app.cognito {
+        Some(pool) => {
+            pool.client
+                .admin_delete_user()
+                .user_pool_id(&pool.pool_id)
+                .username(ADA)
+                .send()
+                .await
+                .expect("the user is deleted from Cognito");
+        }
+        None => {
+            app.sql("ALTER TABLE local_accounts RENAME TO local_accounts_gone")
+                .await
+        }
+    }
+    let picture = jpeg(24, 24);
+    let grant = app.grant(&token, "image/jpeg", picture.len()).await;
+    app.put(&grant, picture).await;
+    assert_eq!(
+        app.confirm(&token, &grant.photo_key).await.status(),
+        StatusCode::OK
+    );
+    let stored = app.picture_key(&token).await.unwrap();
+    assert!(app.stored(&first).await, "waits behind the attribute sync");
+
+    // The confirm tried once; each pass tries again, until the last try parks it.
+    let mut parked = 0;
+    for pass in 1..app::service::MAX_TASK_ATTEMPTS {
+        let report = app.maintenance_after(LATER).await;
+        assert_eq!(report.tasks_done, 0, "pass {pass}");
+        parked += report.tasks_parked;
+        if report.tasks_parked == 0 {
+            assert_eq!(report.tasks_failed, 1, "pass {pass}");
+        }
+    }
+    assert_eq!(parked, 1);
+    // The parked sync no longer holds the deletion back, and is not tried again.
+    let report = app.maintenance_after(LATER).await;
+    assert_eq!((report.tasks_done, report.tasks_failed), (1, 0));
+    assert_eq!(app.objects_of(&user_id).await, vec![stored]);
+    assert_eq!(app.state.users.queue_depth().await.unwrap(), 0);
+    let report = app.maintenance_after(LATER).await;
+    assert_eq!(
+        (report.tasks_done, report.tasks_failed, report.tasks_parked),
+        (0, 0, 0)
+    );
+    let metrics = app.state.metrics.encode();
+    assert!(
+        metrics.contains("portrait_queued_tasks_parked_total 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn confirmed_and_swept_ledger_entries_are_pruned_after_the_retention() {
+    let app = TestApp::spawn().await;
+    let token = app.token(ADA).await;
+    let picture = jpeg(16, 16);
+    let confirmed = app.grant(&token, "image/jpeg", picture.len()).await;
+    app.put(&confirmed, picture.clone()).await;
+    app.confirm(&token, &confirmed.photo_key).await;
+    let abandoned = app.grant(&token, "image/jpeg", picture.len()).await;
+
+    let report = app.maintenance_after(LATER).await;
+    assert_eq!(report.uploads_swept, 1);
+    assert_eq!(report.ledger_pruned, 0, "kept for the retention period");
+    // Still in the ledger: a second confirm gets the usual answer.
+    assert_eq!(
+        app.confirm(&token, &confirmed.photo_key).await.status(),
+        StatusCode::OK
+    );
+
+    let after_retention = LATER + app::service::LEDGER_RETENTION + Duration::from_secs(3600);
+    let report = app.maintenance_after(after_retention).await;
+    assert_eq!(report.ledger_pruned, 2);
+    for key in [&confirmed.photo_key, &abandoned.photo_key] {
+        let message = error_message(app.confirm(&token, key).await, StatusCode::BAD_REQUEST).await;
+        assert!(message.contains("Unknown photoKey"), "{message}");
+    }
+    // The picture itself is untouched.
+    assert_eq!(app.picture_bytes(&token).await, picture);
 }
