@@ -1,6 +1,6 @@
 import { expect, test } from "@playwright/test";
 
-import { ADA, choosePhoto, removePicture, signIn } from "./helpers";
+import { ADA, choosePhoto, removePicture, saveAndSeePicture, signIn } from "./helpers";
 
 // What every build must give, with `--split` (the editor a WASM module of its own, fetched on
 // first use) or without (the editor compiled into the main module): a page that hydrates and an
@@ -21,12 +21,7 @@ test("the page hydrates and the editor opens and saves, in this build", async ({
   await signIn(page, ADA.email);
   const dialog = await choosePhoto(page);
   await expect(dialog.getByRole("slider", { name: "Zoom" })).toBeVisible();
-  await dialog.getByRole("button", { name: "Save" }).click();
-  await expect(dialog).toBeHidden();
-  const avatar = page.getByRole("img", { name: `Profile picture of ${ADA.name}` });
-  await expect
-    .poll(() => avatar.evaluate((img: HTMLImageElement) => img.complete && img.naturalWidth))
-    .toBe(512);
+  await saveAndSeePicture(page, dialog, ADA.name);
 
   const editorModule = wasm.filter((path) => path.includes("split_portrait_editor"));
   if (build === "plain") {

@@ -1,6 +1,6 @@
 // What every browser spec does: the demo accounts, signing in once the page has hydrated,
 // a clean start, and a photo through the editor's file chooser.
-import { expect, type Page, type APIRequestContext } from "@playwright/test";
+import { expect, type Locator, type Page, type APIRequestContext } from "@playwright/test";
 
 export const PASSWORD = "portrait-demo";
 export const ADA = { email: "ada@example.com", name: "Ada Dev", initials: "AD" };
@@ -67,4 +67,14 @@ export async function choosePhoto(page: Page, buffer?: Buffer, name = "holiday.j
   await page.getByRole("button", { name: "Change profile picture" }).click();
   await (await chooser).setFiles({ name, mimeType, buffer: buffer ?? (await photo(page)) });
   return page.getByRole("dialog", { name: "Edit & Adjust Profile Image" });
+}
+
+/** Saves the editor's picture and waits until the avatar shows it: the 512×512 square loaded. */
+export async function saveAndSeePicture(page: Page, dialog: Locator, name: string) {
+  await dialog.getByRole("button", { name: "Save" }).click();
+  await expect(dialog).toBeHidden();
+  const avatar = page.getByRole("img", { name: `Profile picture of ${name}` });
+  await expect
+    .poll(() => avatar.evaluate((img: HTMLImageElement) => img.complete && img.naturalWidth))
+    .toBe(512);
 }

@@ -1,6 +1,6 @@
 import { expect, test, type Locator } from "@playwright/test";
 
-import { ADA, GRACE, choosePhoto, hydrated, photo, removePicture, signIn } from "./helpers";
+import { ADA, GRACE, choosePhoto, hydrated, photo, removePicture, saveAndSeePicture, signIn } from "./helpers";
 
 /** `jpeg` as a phone writes it: an EXIF APP1 segment with an Orientation tag and a GPS IFD
  * (GPSLatitudeRef "N"), built by hand: a few bytes of little-endian TIFF. */
@@ -364,12 +364,7 @@ test("a format only the browser can decode opens through the browser's decoder a
   expect(rightBlue).toBeGreaterThan(180);
   expect(rightRed).toBeLessThan(80);
 
-  await dialog.getByRole("button", { name: "Save" }).click();
-  await expect(dialog).toBeHidden();
-  const avatar = page.getByRole("img", { name: `Profile picture of ${ADA.name}` });
-  await expect
-    .poll(() => avatar.evaluate((img: HTMLImageElement) => img.complete && img.naturalWidth))
-    .toBe(512);
+  await saveAndSeePicture(page, dialog, ADA.name);
 });
 
 test("files that cannot be opened say why, and the page goes on working", async ({ page, request }) => {

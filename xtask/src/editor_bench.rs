@@ -23,18 +23,7 @@ pub fn run(root: &Path) -> Result {
     let _ = std::fs::remove_dir_all(&data);
     let server = Server::start(root, &data, None)?;
     let browser = tools
-        .cmd(
-            "npx",
-            &[
-                "playwright",
-                "test",
-                "--config",
-                "bench/playwright.config.ts",
-                "editor.bench",
-            ],
-        )
-        .current_dir(root.join("end2end"))
-        .env("PORTRAIT_BASE_URL", format!("http://{ADDR}"))
+        .browser_bench("editor.bench", &format!("http://{ADDR}"))
         .status_ok();
     server.stop();
     browser

@@ -299,6 +299,24 @@ impl Tools {
         cmd
     }
 
+    /// One of the browser benchmarks in `end2end/bench/` (`spec`, a file name's start), against
+    /// the server at `base_url`; they have a Playwright config of their own, out of the tests.
+    pub(crate) fn browser_bench(&self, spec: &str, base_url: &str) -> Command {
+        let mut cmd = self.cmd(
+            "npx",
+            &[
+                "playwright",
+                "test",
+                "--config",
+                "bench/playwright.config.ts",
+                spec,
+            ],
+        );
+        cmd.current_dir(self.root.join("end2end"))
+            .env("PORTRAIT_BASE_URL", base_url);
+        cmd
+    }
+
     fn ensure_wasm_target(&self) -> Result {
         let installed = self
             .cmd("rustup", &["target", "list", "--installed"])

@@ -60,18 +60,7 @@ pub fn run(root: &Path) -> Result {
     println!("first build served after {:.0?}", started.elapsed());
 
     let result = tools
-        .cmd(
-            "npx",
-            &[
-                "playwright",
-                "test",
-                "--config",
-                "bench/playwright.config.ts",
-                "reload.bench",
-            ],
-        )
-        .current_dir(root.join("end2end"))
-        .env("PORTRAIT_BASE_URL", format!("http://{site}"))
+        .browser_bench("reload.bench", &format!("http://{site}"))
         .env("PORTRAIT_RELOAD_FILE", root.join(FILE))
         .env("PORTRAIT_RELOAD_TEXT", TEXT)
         .status_ok();
