@@ -29,6 +29,9 @@ pub struct Config {
     /// Where `/metrics` is served; unset, metrics are not exposed at all. It is a listener of
     /// its own so that the public one never serves them.
     pub metrics_addr: Option<SocketAddr>,
+    /// Under `cargo leptos watch` (which sets `LEPTOS_WATCH`), Leptos puts a script in every page
+    /// that reloads it after a rebuild, over a websocket to the watch loop's port.
+    pub live_reload: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -196,6 +199,8 @@ impl Config {
                 _ => Some(positive(&get, "PORTRAIT_MAX_PENDING_UPLOADS", 10)?.into()),
             },
             metrics_addr: parse(get("PORTRAIT_METRICS_ADDR"), "PORTRAIT_METRICS_ADDR")?,
+            // Set at all, as Leptos reads it.
+            live_reload: vars.contains_key("LEPTOS_WATCH"),
         })
     }
 }

@@ -117,6 +117,10 @@ impl Application {
                 read_url_ttl: config.read_url_ttl,
                 secure_cookies: config.secure_cookies,
                 storage_origin: Some(storage_origin),
+                live_reload_port: config.live_reload.then(|| {
+                    let leptos = &config.leptos;
+                    leptos.reload_external_port.unwrap_or(leptos.reload_port)
+                }),
             },
         };
         let router = router(config.leptos, state.clone(), identity.routes);

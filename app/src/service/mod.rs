@@ -35,6 +35,8 @@ pub struct Settings {
     pub secure_cookies: bool,
     /// Scheme, host and port of the presigned URLs: the one other origin pages may talk to.
     pub storage_origin: Option<String>,
+    /// The port of `cargo leptos watch`'s reload websocket, when pages carry its script.
+    pub live_reload_port: Option<u32>,
 }
 
 impl Default for Settings {
@@ -44,6 +46,7 @@ impl Default for Settings {
             read_url_ttl: Duration::from_secs(900),
             secure_cookies: false,
             storage_origin: None,
+            live_reload_port: None,
         }
     }
 }
