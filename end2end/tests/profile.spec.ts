@@ -1,66 +1,7 @@
-import { type Locator, type Page, type APIRequestContext } from "@playwright/test";
+import { type Locator, type Page } from "@playwright/test";
 
 import { expect, test } from "./fixtures";
-
-const PASSWORD = "portrait-demo";
-const ADA = { email: "ada@example.com", name: "Ada Dev", initials: "AD" };
-const GRACE = { email: "grace@example.com", name: "Grace Hopper", initials: "GH" };
-
-/** Waits until the WASM has hydrated the page: before that, clicks would do nothing. */
-async function hydrated(page: Page) {
-  await expect(page.locator("body[data-hydrated]")).toBeAttached();
-}
-
-async function signIn(page: Page, email: string) {
-  await page.goto("/login");
-  await hydrated(page);
-  await page.getByLabel("Email").fill(email);
-  await page.getByLabel("Password").fill(PASSWORD);
-  await page.getByRole("button", { name: "Sign in" }).click();
-  await expect(page).toHaveURL(/\/profile$/);
-}
-
-/** Starts a test from a known state: the user has no picture (through the public API). */
-async function removePicture(request: APIRequestContext, email: string) {
-  const login = await request.post("/api/auth/login", { data: { email, password: PASSWORD } });
-  expect(login.ok()).toBeTruthy();
-  const { accessToken } = await login.json();
-  const removed = await request.delete("/api/auth/user/picture", {
-    headers: { authorization: `Bearer ${accessToken}` },
-  });
-  expect(removed.ok()).toBeTruthy();
-}
-
-/** A photo made by the browser itself, so the tests need no fixture files. With `halves`, the
- * left half is red and the right half blue, so which way up it ended is easy to check. */
-async function photo(page: Page, width = 1200, height = 900, halves = false, type = "image/jpeg"): Promise<Buffer> {
-  const bytes = await page.evaluate(
-    async ([w, h, halves, type]) => {
-      const canvas = new OffscreenCanvas(w, h);
-      const ctx = canvas.getContext("2d")!;
-      if (halves) {
-        ctx.fillStyle = "#e61414";
-        ctx.fillRect(0, 0, w / 2, h);
-        ctx.fillStyle = "#1414e6";
-        ctx.fillRect(w / 2, 0, w / 2, h);
-      } else {
-        const gradient = ctx.createLinearGradient(0, 0, w, h);
-        gradient.addColorStop(0, "#f97316");
-        gradient.addColorStop(1, "#4f46e5");
-        ctx.fillStyle = gradient;
-        ctx.fillRect(0, 0, w, h);
-        ctx.fillStyle = "#ffffff";
-        ctx.beginPath();
-        ctx.arc(w / 2, h / 2, Math.min(w, h) / 4, 0, Math.PI * 2);
-        ctx.fill();
-      }
-      const blob = await canvas.convertToBlob({ type, quality: 0.9 });
-      return Array.from(new Uint8Array(await blob.arrayBuffer()));
-    },
-    [width, height, halves, type] as const,
-  );
-  return Buffer.from(bytes);
-}
+import { ADA, GRACE, PASSWORD, choosePhoto, hydrated, photo, removePicture, saveAndSeePicture, signIn } from "./helpers";
 
 /** `jpeg` as a phone writes it: an EXIF APP1 segment with an Orientation tag and a GPS IFD
  * (GPSLatitudeRef "N"), built by hand: a few bytes of little-endian TIFF. */
@@ -89,13 +30,6 @@ function withExif(jpeg: Buffer, orientation: number): Buffer {
   const header = Buffer.from([0xff, 0xd8, 0xff, 0xe1, 0, 0]);
   header.writeUInt16BE(app1.length + 2, 4);
   return Buffer.concat([header, app1, jpeg.subarray(2)]);
-}
-
-async function choosePhoto(page: Page, buffer?: Buffer, name = "holiday.jpg", mimeType = "image/jpeg") {
-  const chooser = page.waitForEvent("filechooser");
-  await page.getByRole("button", { name: "Change profile picture" }).click();
-  await (await chooser).setFiles({ name, mimeType, buffer: buffer ?? (await photo(page)) });
-  return page.getByRole("dialog", { name: "Edit & Adjust Profile Image" });
 }
 
 /** A Windows icon holding one PNG image: a format Chromium decodes and our build does not. */
@@ -594,12 +528,7 @@ test("a format only the browser can decode opens through the browser's decoder a
   expect(rightBlue).toBeGreaterThan(180);
   expect(rightRed).toBeLessThan(80);
 
-  await dialog.getByRole("button", { name: "Save" }).click();
-  await expect(dialog).toBeHidden();
-  const avatar = page.getByRole("img", { name: `Profile picture of ${ADA.name}` });
-  await expect
-    .poll(() => avatar.evaluate((img: HTMLImageElement) => img.complete && img.naturalWidth))
-    .toBe(512);
+  await saveAndSeePicture(page, dialog, ADA.name);
 });
 
 test("files that cannot be opened say why, and the page goes on working", async ({ page, request }) => {

@@ -34,6 +34,9 @@ pub struct Config {
     pub trusted_proxy_hops: usize,
     /// How long a user's `status` may be remembered (0: read on every request).
     pub user_status_ttl: Duration,
+    /// Under `cargo leptos watch` (which sets `LEPTOS_WATCH`), Leptos puts a script in every page
+    /// that reloads it after a rebuild, over a websocket to the watch loop's port.
+    pub live_reload: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -219,6 +222,8 @@ impl Config {
                 }
                 secs => Duration::from_secs(secs.unwrap_or(30)),
             },
+            // Set at all, as Leptos reads it.
+            live_reload: vars.contains_key("LEPTOS_WATCH"),
         })
     }
 }

@@ -120,6 +120,10 @@ impl Application {
                 secure_cookies: config.secure_cookies,
                 storage_origin: Some(storage_origin),
                 trusted_proxy_hops: config.trusted_proxy_hops,
+                live_reload_port: config.live_reload.then(|| {
+                    let leptos = &config.leptos;
+                    leptos.reload_external_port.unwrap_or(leptos.reload_port)
+                }),
             },
         };
         let router = router(config.leptos, state.clone(), identity.routes);

@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use crate::bench::{cores, cpu_model, Server, ADDR};
-use crate::{Needs, Result, StatusOk, Tools, SPLIT};
+use crate::{build_release, Needs, Result, StatusOk, Tools};
 
 pub fn run(root: &Path) -> Result {
     let tools = Tools::ensure(root, Needs::Everything)?;
@@ -18,24 +18,12 @@ pub fn run(root: &Path) -> Result {
         .cmd("cargo", &["bench", "-p", "app", "--bench", "editor"])
         .status_ok()?;
 
-    tools
-        .cmd("cargo", &["leptos", "build", "--release", SPLIT])
-        .status_ok()?;
+    build_release(root)?;
     let data = root.join("target/bench-editor-data");
     let _ = std::fs::remove_dir_all(&data);
     let server = Server::start(root, &data, None)?;
     let browser = tools
-        .cmd(
-            "npx",
-            &[
-                "playwright",
-                "test",
-                "--config",
-                "bench/playwright.config.ts",
-            ],
-        )
-        .current_dir(root.join("end2end"))
-        .env("PORTRAIT_BASE_URL", format!("http://{ADDR}"))
+        .browser_bench("editor.bench", &format!("http://{ADDR}"))
         .status_ok();
     server.stop();
     browser

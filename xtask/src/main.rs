@@ -2,6 +2,7 @@
 //!
 //! - `cargo xtask run`: installs what is missing and serves the app on the embedded default.
 //! - `cargo xtask test`: installs what is missing and runs every test.
+//! - `cargo xtask build-release`: installs what is missing (wasm-opt too) and builds a release.
 //!
 //! Tools are installed once into a cache outside the checkout (`$PORTRAIT_TOOLS_DIR`, default
 //! `~/.cache/portrait/tools`); nothing a test checks depends on that cache.
@@ -12,14 +13,15 @@ use std::process::{exit, Command};
 
 mod bench;
 mod editor_bench;
+mod reload_bench;
 mod services;
 
 use services::{Garage, Moto, Postgres};
 
 const CARGO_LEPTOS_VERSION: &str = "0.3.10";
-/// Every `cargo leptos` build passes this: the picture editor is a lazily loaded WASM module
-/// (`app/src/editor/lazy.rs`) that only a split build cuts out. Without it the WASM imports a
-/// placeholder module that the browser cannot resolve, and the page never hydrates.
+/// Every `cargo leptos` build of ours passes this: the picture editor is then a WASM module of
+/// its own, fetched on first use, which keeps it off the first load (`app/src/editor/lazy.rs`).
+/// A build without it is correct too (the editor compiled in); `test` checks both.
 pub(crate) const SPLIT: &str = "--split";
 
 fn main() {
@@ -29,13 +31,15 @@ fn main() {
     let result = match task.as_str() {
         "run" => run(&root),
         "test" => test(&root),
+        "build-release" => build_release(&root),
         "tools" => Tools::ensure(&root, Needs::Everything).map(|_| ()),
         "peers" => peers(&root),
         "bench" => bench::run(&root, &env::args().skip(2).collect::<Vec<_>>()),
         "bench-editor" => editor_bench::run(&root),
+        "bench-reload" => reload_bench::run(&root),
         _ => {
             eprintln!(
-                "usage: cargo xtask <run|test|bench [seconds] [postgres]|bench-editor|tools|peers>"
+                "usage: cargo xtask <run|test|build-release|bench [seconds] [postgres]|bench-editor|bench-reload|tools|peers>"
             );
             exit(2);
         }
@@ -52,6 +56,16 @@ pub(crate) type Result<T = ()> = std::result::Result<T, String>;
 fn run(root: &Path) -> Result {
     let tools = Tools::ensure(root, Needs::Build)?;
     tools.cmd("cargo", &["leptos", "serve", SPLIT]).status_ok()
+}
+
+/// The release build that is deployed: `target/release/portrait` and `target/site`. cargo-leptos
+/// downloads wasm-opt when it is not on PATH, which fails offline; this puts npm's `binaryen`
+/// (pinned in `end2end/package-lock.json`) first on PATH instead. Never Debian's: its wasm-opt
+/// 108 makes a WASM that Chromium refuses at start-up (`WebAssembly.Table.set()`).
+pub(crate) fn build_release(root: &Path) -> Result {
+    Tools::ensure(root, Needs::Release)?
+        .cmd("cargo", &["leptos", "build", "--release", SPLIT])
+        .status_ok()
 }
 
 /// Every test: unit and integration tests, the wasm dependency check, and the browser tests.
@@ -88,13 +102,35 @@ fn test(root: &Path) -> Result {
     drop((moto, garage, postgres));
     check_wasm_dependencies(&tools)?;
     lint_deployment(&tools)?;
-    // The browser tests get a server with a fresh data directory: the demo accounts as seeded,
-    // nothing left over from a previous run or from `cargo xtask run`.
-    let data = root.join("target/e2e-data");
+    end_to_end(&tools, Build::Split)?;
+    // The command as a Leptos developer types it must give a working site as well: a debug build
+    // without `--split`, served to the one spec that checks hydration and the editor.
+    end_to_end(&tools, Build::Plain)
+}
+
+/// How the WASM is built for the browser tests; the specs are told (`PORTRAIT_E2E_BUILD`).
+#[derive(Clone, Copy)]
+enum Build {
+    /// With `--split`, as `run` and the release: the whole suite.
+    Split,
+    /// `cargo leptos end-to-end` exactly as typed: `end2end/tests/build.spec.ts` alone.
+    Plain,
+}
+
+/// `cargo leptos end-to-end` on a server with a fresh data directory: the demo accounts as
+/// seeded, nothing left over from a previous run or from `cargo xtask run`.
+fn end_to_end(tools: &Tools, build: Build) -> Result {
+    let (name, args): (&str, &[&str]) = match build {
+        Build::Split => ("split", &["leptos", "end-to-end", SPLIT]),
+        Build::Plain => ("plain", &["leptos", "end-to-end"]),
+    };
+    println!("Browser tests, {name} build");
+    let data = tools.root.join("target/e2e-data");
     let _ = std::fs::remove_dir_all(&data);
     tools
-        .cmd("cargo", &["leptos", "end-to-end", SPLIT])
+        .cmd("cargo", args)
         .env("PORTRAIT_DATA_DIR", &data)
+        .env("PORTRAIT_E2E_BUILD", name)
         .status_ok()
 }
 
@@ -210,7 +246,9 @@ enum Needs {
     Nothing,
     /// Enough to build and serve the site.
     Build,
-    /// Also the browser and npm packages for the end-to-end tests.
+    /// Also wasm-opt, for release builds (npm's `binaryen`, from the npm packages of `end2end/`).
+    Release,
+    /// Also the browser for the end-to-end tests.
     Everything,
 }
 
@@ -238,9 +276,11 @@ impl Tools {
             // Not --locked: one of its locked dependencies is no longer on the registry.
             tools.ensure_cargo_tool("wasm-bindgen-cli", &bindgen, false)?;
         }
+        if needs >= Needs::Release {
+            tools.ensure_npm_packages()?;
+        }
         if needs >= Needs::Everything {
             tools.ensure_chromium()?;
-            tools.ensure_npm_packages()?;
         }
         Ok(tools)
     }
@@ -256,6 +296,24 @@ impl Tools {
         cmd.args(args)
             .env("PATH", env::join_paths(path).expect("valid PATH"))
             .current_dir(&self.root);
+        cmd
+    }
+
+    /// One of the browser benchmarks in `end2end/bench/` (`spec`, a file name's start), against
+    /// the server at `base_url`; they have a Playwright config of their own, out of the tests.
+    pub(crate) fn browser_bench(&self, spec: &str, base_url: &str) -> Command {
+        let mut cmd = self.cmd(
+            "npx",
+            &[
+                "playwright",
+                "test",
+                "--config",
+                "bench/playwright.config.ts",
+                spec,
+            ],
+        );
+        cmd.current_dir(self.root.join("end2end"))
+            .env("PORTRAIT_BASE_URL", base_url);
         cmd
     }
 

@@ -352,7 +352,7 @@ fn http_status(port: u16, path: &str) -> Option<u16> {
 
 /// `N` distinct free loopback ports (free when asked: the caller binds them soon after). All are
 /// held until the last is found, so that the system cannot hand out one twice.
-fn free_ports<const N: usize>() -> Result<[u16; N]> {
+pub(crate) fn free_ports<const N: usize>() -> Result<[u16; N]> {
     let listeners = (0..N)
         .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
         .collect::<std::io::Result<Vec<_>>>()

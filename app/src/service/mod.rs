@@ -42,6 +42,8 @@ pub struct Settings {
     /// Proxies in front of the server that append to `X-Forwarded-For` (0: none, the header is
     /// ignored and the client is the TCP peer). See `client_address`.
     pub trusted_proxy_hops: usize,
+    /// The port of `cargo leptos watch`'s reload websocket, when pages carry its script.
+    pub live_reload_port: Option<u32>,
 }
 
 impl Default for Settings {
@@ -52,6 +54,7 @@ impl Default for Settings {
             secure_cookies: false,
             storage_origin: None,
             trusted_proxy_hops: 0,
+            live_reload_port: None,
         }
     }
 }

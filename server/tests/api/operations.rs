@@ -93,6 +93,34 @@ async fn pages_carry_a_strict_content_security_policy() {
 }
 
 #[tokio::test]
+async fn under_cargo_leptos_watch_pages_may_open_the_reload_websocket() {
+    async fn policy(app: &TestApp) -> String {
+        let page = app.get("/login", None).await;
+        page.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    }
+    // Served normally, no websocket anywhere.
+    let app = TestApp::spawn().await;
+    let csp = policy(&app).await;
+    assert!(!csp.contains("ws:") && !csp.contains("wss:"), "{csp}");
+
+    // `cargo leptos watch` sets LEPTOS_WATCH, and Leptos's reload script then connects to the
+    // page's host on the reload port (3001 in the test's Leptos options), which 'self' does
+    // not cover: exactly that is admitted.
+    let app = TestApp::spawn_with(&[("LEPTOS_WATCH", "ON")]).await;
+    let csp = policy(&app).await;
+    let endpoint = app.storage_endpoint();
+    assert!(
+        csp.contains(&format!(
+            "connect-src 'self' {endpoint} ws://127.0.0.1:3001 wss://127.0.0.1:3001;"
+        )),
+        "{csp}"
+    );
+}
+
+#[tokio::test]
 async fn the_api_takes_only_json() {
     let app = TestApp::spawn().await;
     let token = app.token(ADA).await;
