@@ -11,6 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use app::service::ports::BoxError;
+use aws_config::timeout::TimeoutConfig;
 use aws_config::SdkConfig;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, SharedCredentialsProvider};
 use axum::body::Body;
@@ -26,6 +27,7 @@ use tokio::task::JoinHandle;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use super::random_hex;
+use crate::config::ServerLimits;
 use crate::storage::S3Storage;
 
 pub const BUCKET: &str = "portrait";
@@ -38,6 +40,7 @@ pub struct EmbeddedS3 {
     secret_key: String,
     addr: SocketAddr,
     router: Router,
+    limits: ServerLimits,
     running: Mutex<Option<Running>>,
 }
 
@@ -53,6 +56,7 @@ impl EmbeddedS3 {
         data_dir: &Path,
         addr: SocketAddr,
         allowed_origins: Vec<String>,
+        limits: ServerLimits,
     ) -> Result<Self, BoxError> {
         let root = data_dir.join("objects");
         std::fs::create_dir_all(root.join(BUCKET))?;
@@ -82,6 +86,10 @@ impl EmbeddedS3 {
         };
         let router = Router::new()
             .fallback_service(tower::service_fn(handler))
+            .layer(axum::middleware::from_fn_with_state(
+                limits.request_timeout,
+                crate::http::request_deadline,
+            ))
             .layer(cors(&allowed_origins));
 
         let listener = TcpListener::bind(addr).await?;
@@ -93,6 +101,7 @@ impl EmbeddedS3 {
             secret_key,
             addr,
             router,
+            limits,
             running: Mutex::new(None),
         };
         store.serve(listener).await;
@@ -103,8 +112,9 @@ impl EmbeddedS3 {
     async fn serve(&self, listener: TcpListener) {
         let (stop, stopped) = oneshot::channel::<()>();
         let router = self.router.clone();
+        let limits = self.limits;
         let task = tokio::spawn(async move {
-            let serve = crate::http::serve(listener, router, async {
+            let serve = crate::http::serve(listener, router, limits, async {
                 let _ = stopped.await;
             });
             if let Err(e) = serve.await {
@@ -134,7 +144,8 @@ impl EmbeddedS3 {
         Ok(())
     }
 
-    pub async fn storage(&self) -> Result<S3Storage, BoxError> {
+    /// A client of this store, whose calls give up after `timeouts`.
+    pub async fn storage(&self, timeouts: TimeoutConfig) -> Result<S3Storage, BoxError> {
         let credentials = Credentials::new(
             &self.access_key,
             &self.secret_key,
@@ -146,6 +157,7 @@ impl EmbeddedS3 {
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(REGION))
             .credentials_provider(SharedCredentialsProvider::new(credentials))
+            .timeout_config(timeouts)
             .build();
         S3Storage::connect(&shared, BUCKET, Some(&self.endpoint), true).await
     }

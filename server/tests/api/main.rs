@@ -6,3 +6,4 @@ mod helpers;
 mod operations;
 mod pictures;
 mod resilience;
+mod timeouts;
