@@ -30,6 +30,7 @@ use crate::http::{
     BODY_LIMIT_BYTES,
 };
 use crate::identity::JwksVerifier;
+use crate::rate::SqlUploadAllowance;
 use crate::storage::S3Storage;
 
 pub struct Application {
@@ -116,10 +117,7 @@ impl Application {
         };
 
         let storage_origin = storage_origin(storage.as_ref()).await?;
-        let limits = Arc::new(UploadLimits::new(
-            config.upload_urls_per_minute,
-            config.max_pending_uploads,
-        ));
+        let limits = Arc::new(upload_limits(&config, &db));
         let state = AppState {
             users: Arc::new(SqlUserStore::new(db)),
             storage: storage.clone(),
@@ -185,6 +183,17 @@ impl Application {
         .await;
         maintenance.abort();
         served
+    }
+}
+
+/// The per-user limits on upload URLs. On PostgreSQL the allowance lives in the database,
+/// which every server shares; SQLite is the single-server default, where memory suffices.
+fn upload_limits(config: &Config, db: &Database) -> UploadLimits {
+    if config.database_url.starts_with("postgres") {
+        let allowance = SqlUploadAllowance::new(db.write.clone(), config.upload_urls_per_minute);
+        UploadLimits::with_allowance(Arc::new(allowance), config.max_pending_uploads)
+    } else {
+        UploadLimits::new(config.upload_urls_per_minute, config.max_pending_uploads)
     }
 }
 

@@ -86,7 +86,7 @@ impl AppState {
         check_file_name(&req.file_name)?;
         let content_type = ImageContentType::parse(&req.content_type)?;
         let length = ContentLength::parse(req.content_length)?;
-        self.limits.check_rate(&user.id)?;
+        self.limits.check_rate(&user.id).await?;
         let now = OffsetDateTime::now_utc();
         if let Some(max) = self.limits.max_pending {
             if self.users.pending_uploads(&user.id, now, max).await? >= max {
