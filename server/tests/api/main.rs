@@ -6,4 +6,5 @@ mod helpers;
 mod operations;
 mod pictures;
 mod resilience;
+mod servers;
 mod timeouts;
