@@ -268,25 +268,44 @@ async fn message(response: reqwest::Response) -> (u16, String) {
     (status, body["message"].as_str().unwrap().to_owned())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_storage_that_accepts_and_never_answers_is_a_503_naming_it() {
+/// The server with one part pointed at a peer that never answers (`part` gets the peer's URL
+/// and names the variables), outbound timeouts of a second, and static AWS credentials; and a
+/// client that gives up only at the watchdog.
+async fn start_against_black_hole(
+    part: impl FnOnce(&str) -> Vec<(&'static str, String)>,
+) -> (tempfile::TempDir, Server, reqwest::Client) {
     let data = tempfile::tempdir().unwrap();
-    let endpoint = black_hole().await;
-    let mut vars = vec![
-        ("S3_BUCKET", "portrait"),
-        ("S3_ENDPOINT_URL", endpoint.as_str()),
-        ("S3_FORCE_PATH_STYLE", "true"),
-        // The embedded issuer beside external storage, asked for by name.
-        ("PORTRAIT_IDENTITY", "embedded"),
-        ("PORTRAIT_OUTBOUND_TIMEOUT_SECS", "1"),
-        ("PORTRAIT_CONNECT_TIMEOUT_SECS", "1"),
-    ];
-    vars.extend(STATIC_AWS);
+    let mut vars = part(&black_hole().await);
+    vars.extend(
+        [
+            ("PORTRAIT_OUTBOUND_TIMEOUT_SECS", "1"),
+            ("PORTRAIT_CONNECT_TIMEOUT_SECS", "1"),
+        ]
+        .into_iter()
+        .chain(STATIC_AWS)
+        .map(|(name, value)| (name, value.to_owned())),
+    );
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(n, v)| (*n, v.as_str())).collect();
     let server = Server::start_with(data.path(), &vars);
     let http = reqwest::Client::builder()
         .timeout(WATCHDOG)
         .build()
         .unwrap();
+    (data, server, http)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storage_that_accepts_and_never_answers_is_a_503_naming_it() {
+    let (_data, server, http) = start_against_black_hole(|endpoint| {
+        vec![
+            ("S3_BUCKET", "portrait".into()),
+            ("S3_ENDPOINT_URL", endpoint.into()),
+            ("S3_FORCE_PATH_STYLE", "true".into()),
+            // The embedded issuer beside external storage, asked for by name.
+            ("PORTRAIT_IDENTITY", "embedded".into()),
+        ]
+    })
+    .await;
     let token = server.sign_in(&http).await;
     // Issuing a URL needs no round trip to the storage; confirming it does.
     let body = json!({ "fileName": "me.jpg", "contentType": "image/jpeg", "contentLength": 100 });
@@ -316,21 +335,14 @@ async fn a_storage_that_accepts_and_never_answers_is_a_503_naming_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cognito_that_accepts_and_never_answers_is_a_503_naming_the_directory() {
-    let data = tempfile::tempdir().unwrap();
-    let endpoint = black_hole().await;
-    let mut vars = vec![
-        ("COGNITO_USER_POOL_ID", "us-east-1_BlackHole"),
-        ("COGNITO_CLIENT_ID", "portrait"),
-        ("COGNITO_ENDPOINT_URL", endpoint.as_str()),
-        ("PORTRAIT_OUTBOUND_TIMEOUT_SECS", "1"),
-        ("PORTRAIT_CONNECT_TIMEOUT_SECS", "1"),
-    ];
-    vars.extend(STATIC_AWS);
-    let server = Server::start_with(data.path(), &vars);
-    let http = reqwest::Client::builder()
-        .timeout(WATCHDOG)
-        .build()
-        .unwrap();
+    let (_data, server, http) = start_against_black_hole(|endpoint| {
+        vec![
+            ("COGNITO_USER_POOL_ID", "us-east-1_BlackHole".into()),
+            ("COGNITO_CLIENT_ID", "portrait".into()),
+            ("COGNITO_ENDPOINT_URL", endpoint.into()),
+        ]
+    })
+    .await;
     let login = http
         .post(format!("{}/api/auth/login", server.base))
         .json(&json!({ "email": "ada@example.com", "password": "portrait-demo" }))
