@@ -37,6 +37,56 @@ pub struct Config {
     /// Under `cargo leptos watch` (which sets `LEPTOS_WATCH`), Leptos puts a script in every page
     /// that reloads it after a rebuild, over a websocket to the watch loop's port.
     pub live_reload: bool,
+    /// What every listener of this process (app, embedded S3, metrics) grants a client.
+    pub server_limits: ServerLimits,
+    /// How long calls to S3, Cognito and the JWKS may take.
+    pub outbound: OutboundTimeouts,
+}
+
+/// Limits on what a client may hold of a listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// A connection whose request headers are not complete this long after it was opened (or,
+    /// kept alive, after its last response) is closed: slow or idle clients do not hold a
+    /// connection slot.
+    pub header_read_timeout: Duration,
+    /// The most a request may take until its response starts: 408 when its body was still
+    /// arriving, else 503.
+    pub request_timeout: Duration,
+    /// Connections served at once; more wait in the listen backlog until one closes.
+    pub max_connections: usize,
+    /// After SIGTERM, how long in-flight requests may run on before the process exits anyway.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            max_connections: 1024,
+            shutdown_grace: Duration::from_secs(20),
+        }
+    }
+}
+
+/// Timeouts of the calls this server makes (S3, Cognito, the JWKS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboundTimeouts {
+    /// To open a connection.
+    pub connect: Duration,
+    /// For a whole call, retries included: a part that accepts and never answers is a 503
+    /// naming it after this long.
+    pub operation: Duration,
+}
+
+impl Default for OutboundTimeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(3),
+            operation: Duration::from_secs(10),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -182,6 +232,7 @@ impl Config {
             }
             Ok(Duration::from_secs(value))
         };
+        let (limits, outbound) = (ServerLimits::default(), OutboundTimeouts::default());
         Ok(Self {
             leptos,
             data_dir,
@@ -224,6 +275,32 @@ impl Config {
             },
             // Set at all, as Leptos reads it.
             live_reload: vars.contains_key("LEPTOS_WATCH"),
+            server_limits: ServerLimits {
+                header_read_timeout: secs(
+                    "PORTRAIT_HEADER_READ_TIMEOUT_SECS",
+                    limits.header_read_timeout.as_secs(),
+                )?,
+                request_timeout: secs(
+                    "PORTRAIT_REQUEST_TIMEOUT_SECS",
+                    limits.request_timeout.as_secs(),
+                )?,
+                max_connections: positive(
+                    &get,
+                    "PORTRAIT_MAX_CONNECTIONS",
+                    limits.max_connections as u32,
+                )? as usize,
+                shutdown_grace: secs(
+                    "PORTRAIT_SHUTDOWN_GRACE_SECS",
+                    limits.shutdown_grace.as_secs(),
+                )?,
+            },
+            outbound: OutboundTimeouts {
+                connect: secs("PORTRAIT_CONNECT_TIMEOUT_SECS", outbound.connect.as_secs())?,
+                operation: secs(
+                    "PORTRAIT_OUTBOUND_TIMEOUT_SECS",
+                    outbound.operation.as_secs(),
+                )?,
+            },
         })
     }
 }
@@ -295,6 +372,42 @@ mod tests {
         assert!(matches!(c.storage, StorageConfig::Embedded { .. }));
         assert_eq!(c.upload_url_ttl, Duration::from_secs(300));
         assert_eq!(c.read_url_ttl, Duration::from_secs(900));
+        assert_eq!(c.server_limits, ServerLimits::default());
+        assert_eq!(c.outbound, OutboundTimeouts::default());
+    }
+
+    #[test]
+    fn timeouts_and_the_connection_cap_are_configurable() {
+        let c = config(&[
+            ("PORTRAIT_HEADER_READ_TIMEOUT_SECS", "2"),
+            ("PORTRAIT_REQUEST_TIMEOUT_SECS", "3"),
+            ("PORTRAIT_MAX_CONNECTIONS", "4"),
+            ("PORTRAIT_SHUTDOWN_GRACE_SECS", "5"),
+            ("PORTRAIT_CONNECT_TIMEOUT_SECS", "6"),
+            ("PORTRAIT_OUTBOUND_TIMEOUT_SECS", "7"),
+        ])
+        .unwrap();
+        let s = Duration::from_secs;
+        assert_eq!(
+            c.server_limits,
+            ServerLimits {
+                header_read_timeout: s(2),
+                request_timeout: s(3),
+                max_connections: 4,
+                shutdown_grace: s(5),
+            }
+        );
+        assert_eq!(
+            c.outbound,
+            OutboundTimeouts {
+                connect: s(6),
+                operation: s(7),
+            }
+        );
+        let e = config(&[("PORTRAIT_MAX_CONNECTIONS", "0")]).unwrap_err();
+        assert_eq!(e.name, "PORTRAIT_MAX_CONNECTIONS");
+        let e = config(&[("PORTRAIT_REQUEST_TIMEOUT_SECS", "0")]).unwrap_err();
+        assert_eq!(e.name, "PORTRAIT_REQUEST_TIMEOUT_SECS");
     }
 
     #[test]

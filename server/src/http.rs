@@ -1,8 +1,9 @@
 //! Cross-cutting HTTP behaviour: what every response carries, and the checks every API request
 //! passes before a handler sees it.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use app::service::{Metrics, RequestLabels};
 use axum::body::Body;
@@ -12,30 +13,180 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use http::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderName, HeaderValue, Method, StatusCode};
+use http_body::Body as HttpBody;
 use serde_json::json;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::{DefaultOnRequest, DefaultOnResponse, TraceLayer};
 
-/// Serves `router` with TCP_NODELAY on every connection. Without it, a small response written
-/// in two pieces waits for the peer's delayed ACK: ~40 ms per S3 round trip on loopback.
+use crate::config::ServerLimits;
+
+/// Serves `router` until `shutdown`, within `limits`:
+///
+/// - at most `max_connections` at once: the next connection is accepted only when one closes,
+///   so the ones beyond wait in the kernel's listen backlog (and a full backlog refuses them);
+/// - a connection is closed when its request headers are not complete within
+///   `header_read_timeout` of it opening or of its previous response (slow clients, and idle
+///   keep-alive connections, which would otherwise hold their slot for ever);
+/// - after `shutdown`, no new connection is taken and open ones finish their request, for at
+///   most `shutdown_grace`: then this returns and whatever is still running is dropped.
+///
+/// HTTP/1.1 only: TLS ends in front of this server (a load balancer or proxy, which talks
+/// HTTP/1.1 to its targets), and browsers speak HTTP/2 only over TLS. An HTTP/2-or-1 server
+/// would first wait for the client's first bytes to tell which, with no timeout at all.
+///
+/// Every connection has TCP_NODELAY. Without it, a small response written in two pieces waits
+/// for the peer's delayed ACK: ~40 ms per S3 round trip on loopback. Requests carry the peer's
+/// address as axum's `ConnectInfo<SocketAddr>`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: axum::Router,
+    limits: ServerLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|stream| {
+    use axum::extract::ConnectInfo;
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+    use tower::ServiceExt as _;
+
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    // Dropped when shutdown begins, which tells every connection to finish.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
+    // Held by every connection: closed once the last one is done.
+    let (done_tx, done_rx) = tokio::sync::watch::channel(());
+    tokio::spawn(async move {
+        shutdown.await;
+        drop(stop_rx);
+    });
+
+    loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+            () = stop_tx.closed() => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a little rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = stop_tx.closed() => break,
+        };
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "could not set TCP_NODELAY");
         }
-    });
-    // The peer address reaches handlers as `ConnectInfo<SocketAddr>` (the sign-in throttle
-    // keys on it).
-    let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, service)
-        .with_graceful_shutdown(shutdown)
+        let service =
+            router
+                .clone()
+                .map_request(move |mut request: http::Request<hyper::body::Incoming>| {
+                    request.extensions_mut().insert(ConnectInfo(peer));
+                    request
+                });
+        let connection =
+            builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+        let stop_tx = stop_tx.clone();
+        let done_rx = done_rx.clone();
+        tokio::spawn(async move {
+            let mut connection = std::pin::pin!(connection);
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                }
+                () = stop_tx.closed() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+            drop((slot, done_rx));
+        });
+    }
+    drop((listener, done_rx));
+    let open = done_tx.receiver_count();
+    if open > 0 {
+        tracing::info!(connections = open, "waiting for open connections to finish");
+    }
+    if tokio::time::timeout(limits.shutdown_grace, done_tx.closed())
         .await
+        .is_err()
+    {
+        tracing::warn!(
+            connections = done_tx.receiver_count(),
+            grace = ?limits.shutdown_grace,
+            "requests still running at the end of the shutdown grace period are dropped"
+        );
+    }
+    Ok(())
+}
+
+/// Bounds each request's time until its response starts (`ServerLimits::request_timeout`).
+/// A client still sending its body then gets 408; a request that was complete, and waited on
+/// this server or a part behind it, gets 503. Parts have their own shorter timeouts, which
+/// answer first with a 503 that names the part; this is the backstop.
+pub async fn request_deadline(
+    State(limit): State<Duration>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let received = Arc::new(AtomicBool::new(body.is_end_stream()));
+    let body = Body::new(TrackedBody {
+        inner: body,
+        received: received.clone(),
+    });
+    match tokio::time::timeout(limit, next.run(Request::from_parts(parts, body))).await {
+        Ok(response) => response,
+        Err(_) if !received.load(Ordering::Acquire) => json_error(
+            StatusCode::REQUEST_TIMEOUT,
+            "The request did not arrive in time.",
+        ),
+        Err(_) => {
+            tracing::warn!(?limit, "request timed out");
+            json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The server could not answer in time; nothing was changed. Please try again.",
+            )
+        }
+    }
+}
+
+/// A request body that records when it has been received to the end.
+struct TrackedBody {
+    inner: Body,
+    received: Arc<AtomicBool>,
+}
+
+impl HttpBody for TrackedBody {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, std::task::Poll::Ready(None)) || self.inner.is_end_stream() {
+            self.received.store(true, Ordering::Release);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// API bodies are a few hundred bytes of JSON; the pictures never pass through this server.

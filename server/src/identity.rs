@@ -120,9 +120,13 @@ impl JwksVerifier {
         timing: JwksTiming,
     ) -> Self {
         let inner = Arc::new(Inner {
+            // No idle connection is kept: a fetch comes every few minutes, and a kept-alive
+            // connection would hold one of the provider's connection slots in between (the
+            // embedded issuer's JWKS is served by this server's own, capped listener).
             http: reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(2))
                 .timeout(Duration::from_secs(5))
+                .pool_max_idle_per_host(0)
                 .build()
                 .expect("a default HTTP client always builds"),
             jwks_url,

@@ -8,6 +8,7 @@ pub mod embedded;
 pub mod health;
 pub mod http;
 pub mod identity;
+pub mod rate;
 pub mod startup;
 pub mod storage;
 pub mod telemetry;

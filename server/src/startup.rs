@@ -19,12 +19,18 @@ use tokio::net::TcpListener;
 use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::cognito::CognitoDirectory;
-use crate::config::{CognitoConfig, Config, IdentityConfig, StorageConfig};
+use crate::config::{
+    CognitoConfig, Config, IdentityConfig, OutboundTimeouts, ServerLimits, StorageConfig,
+};
 use crate::db::{self, Database, SqlUserStore};
 use crate::embedded::issuer::{seed_demo_users, EmbeddedDirectory, LocalIssuer, LOCAL_CLIENT_ID};
 use crate::embedded::s3::EmbeddedS3;
-use crate::http::{api_guard, record_latency, request_tracing, security_headers, BODY_LIMIT_BYTES};
+use crate::http::{
+    api_guard, record_latency, request_deadline, request_tracing, security_headers,
+    BODY_LIMIT_BYTES,
+};
 use crate::identity::JwksVerifier;
+use crate::rate::SqlUploadAllowance;
 use crate::storage::S3Storage;
 
 pub struct Application {
@@ -44,6 +50,7 @@ pub struct Application {
     pub metrics_addr: Option<SocketAddr>,
     metrics_listener: Option<TcpListener>,
     maintenance_interval: Duration,
+    server_limits: ServerLimits,
 }
 
 impl Application {
@@ -68,16 +75,24 @@ impl Application {
         let db = db::connect(&config.database_url).await?;
 
         // The AWS configuration (credential chain, region) is loaded once, and only when a
-        // production part needs it.
+        // production part needs it. Every client built from it (S3, Cognito) inherits its
+        // timeouts.
+        let timeouts = sdk_timeouts(config.outbound);
         let aws = match (&config.storage, &config.identity) {
             (StorageConfig::Embedded { .. }, IdentityConfig::Embedded) => None,
-            _ => Some(aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await),
+            _ => Some(
+                aws_config::defaults(aws_config::BehaviorVersion::latest())
+                    .timeout_config(timeouts.clone())
+                    .load()
+                    .await,
+            ),
         };
 
         let (storage, embedded_s3): (Arc<dyn ObjectStore>, _) = match &config.storage {
             StorageConfig::Embedded { addr } => {
-                let s3 = Arc::new(EmbeddedS3::start(&config.data_dir, *addr, origins).await?);
-                (Arc::new(s3.storage().await?), Some(s3))
+                let s3 = EmbeddedS3::start(&config.data_dir, *addr, origins, config.server_limits);
+                let s3 = Arc::new(s3.await?);
+                (Arc::new(s3.storage(timeouts).await?), Some(s3))
             }
             StorageConfig::External {
                 bucket,
@@ -102,6 +117,7 @@ impl Application {
         };
 
         let storage_origin = storage_origin(storage.as_ref()).await?;
+        let limits = Arc::new(upload_limits(&config, &db));
         let state = AppState {
             users: Arc::new(SqlUserStore::new(db)),
             storage: storage.clone(),
@@ -110,10 +126,7 @@ impl Application {
             metrics: Arc::new(Metrics::default()),
             sign_in_throttle: Arc::new(SignInThrottle::default()),
             user_status: Arc::new(UserStatusCache::new(config.user_status_ttl)),
-            limits: Arc::new(UploadLimits::new(
-                config.upload_urls_per_minute,
-                config.max_pending_uploads,
-            )),
+            limits,
             settings: Settings {
                 upload_url_ttl: config.upload_url_ttl,
                 read_url_ttl: config.read_url_ttl,
@@ -126,7 +139,12 @@ impl Application {
                 }),
             },
         };
-        let router = router(config.leptos, state.clone(), identity.routes);
+        let router = router(
+            config.leptos,
+            state.clone(),
+            identity.routes,
+            config.server_limits.request_timeout,
+        );
 
         let metrics_listener = match config.metrics_addr {
             Some(addr) => Some(TcpListener::bind(addr).await?),
@@ -146,22 +164,54 @@ impl Application {
             storage,
             state,
             maintenance_interval: config.maintenance_interval,
+            server_limits: config.server_limits,
         })
     }
 
-    /// Serves until SIGINT or SIGTERM, then lets in-flight requests finish. Maintenance runs
-    /// beside it; stopping it mid-pass is safe, since every queued task is durable and
-    /// idempotent.
+    /// Serves until SIGINT or SIGTERM, then lets in-flight requests finish, for at most the
+    /// shutdown grace period. Maintenance runs beside it; stopping it mid-pass is safe, since
+    /// every queued task is durable and idempotent.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         tracing::info!(addr = %self.addr, "Portrait listening");
         if let Some(listener) = self.metrics_listener {
-            tokio::spawn(serve_metrics(listener, self.state.clone()));
+            tokio::spawn(serve_metrics(
+                listener,
+                self.state.clone(),
+                self.server_limits,
+            ));
         }
         let maintenance = tokio::spawn(maintain(self.state, self.maintenance_interval));
-        let served = crate::http::serve(self.listener, self.router, shutdown_signal()).await;
+        let served = crate::http::serve(
+            self.listener,
+            self.router,
+            self.server_limits,
+            shutdown_signal(),
+        )
+        .await;
         maintenance.abort();
         served
     }
+}
+
+/// The per-user limits on upload URLs. On PostgreSQL the allowance lives in the database,
+/// which every server shares; SQLite is the single-server default, where memory suffices.
+fn upload_limits(config: &Config, db: &Database) -> UploadLimits {
+    if config.database_url.starts_with("postgres") {
+        let allowance = SqlUploadAllowance::new(db.write.clone(), config.upload_urls_per_minute);
+        UploadLimits::with_allowance(Arc::new(allowance), config.max_pending_uploads)
+    } else {
+        UploadLimits::new(config.upload_urls_per_minute, config.max_pending_uploads)
+    }
+}
+
+/// The SDK's timeouts for S3 and Cognito. The operation timeout spans the SDK's retries, so a
+/// part that accepts connections and never answers fails the call (a 503 naming the part)
+/// after that long, however many attempts fit in it.
+fn sdk_timeouts(outbound: OutboundTimeouts) -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(outbound.connect)
+        .operation_timeout(outbound.operation)
+        .build()
 }
 
 /// Who signs users in and how their tokens are checked.
@@ -247,7 +297,12 @@ async fn storage_origin(storage: &dyn ObjectStore) -> Result<String, BoxError> {
 
 /// The whole HTTP surface: pages and server functions, health, and `extra` (the embedded
 /// issuer's JWKS), all behind the same guards and logging.
-fn router(leptos_options: LeptosOptions, state: AppState, extra: Router) -> Router {
+fn router(
+    leptos_options: LeptosOptions,
+    state: AppState,
+    extra: Router,
+    request_timeout: Duration,
+) -> Router {
     let routes = generate_route_list(App);
     let health = crate::health::routes(state.clone());
     let metrics = state.metrics.clone();
@@ -270,11 +325,15 @@ fn router(leptos_options: LeptosOptions, state: AppState, extra: Router) -> Rout
             record_latency,
         ))
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES as usize))
-        .layer(axum::middleware::from_fn(api_guard));
+        .layer(axum::middleware::from_fn(api_guard))
+        .layer(axum::middleware::from_fn_with_state(
+            request_timeout,
+            request_deadline,
+        ));
     request_tracing(security_headers(router))
 }
 
-async fn serve_metrics(listener: TcpListener, state: AppState) {
+async fn serve_metrics(listener: TcpListener, state: AppState, limits: ServerLimits) {
     let metrics = Router::new().route(
         "/metrics",
         get(move || {
@@ -294,7 +353,7 @@ async fn serve_metrics(listener: TcpListener, state: AppState) {
             }
         }),
     );
-    if let Err(e) = crate::http::serve(listener, metrics, std::future::pending()).await {
+    if let Err(e) = crate::http::serve(listener, metrics, limits, std::future::pending()).await {
         tracing::error!(error = %e, "metrics listener stopped");
     }
 }

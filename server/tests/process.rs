@@ -18,6 +18,11 @@ struct Server {
 impl Server {
     /// Starts the binary on a free port and waits for its "listening" log line.
     fn start(data_dir: &std::path::Path) -> Self {
+        Self::start_with(data_dir, &[])
+    }
+
+    /// The same with more variables.
+    fn start_with(data_dir: &std::path::Path, vars: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_portrait"))
             .env("LEPTOS_SITE_ADDR", "127.0.0.1:0")
             .env("LEPTOS_SITE_ROOT", data_dir.join("site"))
@@ -28,6 +33,7 @@ impl Server {
                 "RUST_LOG",
                 "info,sqlx=warn,aws_config=warn,aws_smithy_runtime=warn,tower_http=debug",
             )
+            .envs(vars.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -233,4 +239,167 @@ async fn logs_are_json_lines_with_request_ids_and_no_secrets_and_sigterm_loses_n
         .await
         .unwrap();
     assert!(profile["pictureUrl"].as_str().unwrap().contains(key));
+}
+
+/// How long a test waits for what the server must do after a configured second or two: a
+/// watchdog against hanging, never a measurement.
+const WATCHDOG: Duration = Duration::from_secs(60);
+
+/// A peer that accepts every connection and never answers (nor closes).
+async fn black_hole() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// Credentials and region for the SDK, so that it never looks further (no instance metadata).
+const STATIC_AWS: [(&str, &str); 4] = [
+    ("AWS_ACCESS_KEY_ID", "AKIDPORTRAITTEST"),
+    ("AWS_SECRET_ACCESS_KEY", "portrait-test-secret"),
+    ("AWS_REGION", "us-east-1"),
+    ("AWS_EC2_METADATA_DISABLED", "true"),
+];
+
+async fn message(response: reqwest::Response) -> (u16, String) {
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap();
+    (status, body["message"].as_str().unwrap().to_owned())
+}
+
+/// The server with one part pointed at a peer that never answers (`part` gets the peer's URL
+/// and names the variables), outbound timeouts of a second, and static AWS credentials; and a
+/// client that gives up only at the watchdog.
+async fn start_against_black_hole(
+    part: impl FnOnce(&str) -> Vec<(&'static str, String)>,
+) -> (tempfile::TempDir, Server, reqwest::Client) {
+    let data = tempfile::tempdir().unwrap();
+    let mut vars = part(&black_hole().await);
+    vars.extend(
+        [
+            ("PORTRAIT_OUTBOUND_TIMEOUT_SECS", "1"),
+            ("PORTRAIT_CONNECT_TIMEOUT_SECS", "1"),
+        ]
+        .into_iter()
+        .chain(STATIC_AWS)
+        .map(|(name, value)| (name, value.to_owned())),
+    );
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    let server = Server::start_with(data.path(), &vars);
+    let http = reqwest::Client::builder()
+        .timeout(WATCHDOG)
+        .build()
+        .unwrap();
+    (data, server, http)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storage_that_accepts_and_never_answers_is_a_503_naming_it() {
+    let (_data, server, http) = start_against_black_hole(|endpoint| {
+        vec![
+            ("S3_BUCKET", "portrait".into()),
+            ("S3_ENDPOINT_URL", endpoint.into()),
+            ("S3_FORCE_PATH_STYLE", "true".into()),
+            // The embedded issuer beside external storage, asked for by name.
+            ("PORTRAIT_IDENTITY", "embedded".into()),
+        ]
+    })
+    .await;
+    let token = server.sign_in(&http).await;
+    // Issuing a URL needs no round trip to the storage; confirming it does.
+    let body = json!({ "fileName": "me.jpg", "contentType": "image/jpeg", "contentLength": 100 });
+    let grant = server
+        .post(
+            &http,
+            "/api/auth/user/picture/upload-url",
+            Some(&token),
+            body,
+        )
+        .await;
+    let confirm = http
+        .post(format!("{}/api/auth/user/picture/uploaded", server.base))
+        .bearer_auth(&token)
+        .json(&json!({ "photoKey": grant["photoKey"] }))
+        .send()
+        .await
+        .expect("an answer, not a hung request");
+    assert_eq!(
+        message(confirm).await,
+        (
+            503,
+            "The storage is unavailable right now; nothing was changed. Please try again.".into()
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cognito_that_accepts_and_never_answers_is_a_503_naming_the_directory() {
+    let (_data, server, http) = start_against_black_hole(|endpoint| {
+        vec![
+            ("COGNITO_USER_POOL_ID", "us-east-1_BlackHole".into()),
+            ("COGNITO_CLIENT_ID", "portrait".into()),
+            ("COGNITO_ENDPOINT_URL", endpoint.into()),
+        ]
+    })
+    .await;
+    let login = http
+        .post(format!("{}/api/auth/login", server.base))
+        .json(&json!({ "email": "ada@example.com", "password": "portrait-demo" }))
+        .send()
+        .await
+        .expect("an answer, not a hung request");
+    let (status, text) = message(login).await;
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains("directory"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_never_ends_does_not_hold_the_process_past_the_shutdown_grace() {
+    use tokio::io::AsyncWriteExt;
+    let data = tempfile::tempdir().unwrap();
+    let mut server = Server::start_with(
+        data.path(),
+        &[
+            ("PORTRAIT_SHUTDOWN_GRACE_SECS", "1"),
+            ("PORTRAIT_REQUEST_TIMEOUT_SECS", "600"),
+        ],
+    );
+    // A request whose body never comes: only the grace period can end it.
+    let mut stream = tokio::net::TcpStream::connect(server.base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    stream
+        .write_all(
+            b"POST /api/auth/login HTTP/1.1\r\nHost: portrait\r\n\
+              Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
+        )
+        .await
+        .unwrap();
+    server.wait_for(|l| {
+        l["fields"]["message"] == "started processing request"
+            && l["span"]["path"] == "/api/auth/login"
+    });
+    server.terminate();
+    server.wait_for(|l| {
+        l["fields"]["message"]
+            == "requests still running at the end of the shutdown grace period are dropped"
+    });
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < WATCHDOG,
+            "the process is still running after the grace period"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "exit status {status}");
+    drop(stream);
 }

@@ -100,7 +100,7 @@ impl AppState {
         check_file_name(&req.file_name)?;
         let content_type = ImageContentType::parse(&req.content_type)?;
         let length = req.content_length.map(ContentLength::parse).transpose()?;
-        self.limits.check_rate(&user.id)?;
+        self.limits.check_rate(&user.id).await?;
         let now = OffsetDateTime::now_utc();
         let key = fresh_key(&user.id, KeyKind::Upload, content_type, now);
         let ttl = self.settings.upload_url_ttl;

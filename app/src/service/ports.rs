@@ -202,6 +202,15 @@ pub trait UserStore: Send + Sync {
     async fn prune_ledger(&self, before: OffsetDateTime, limit: u32) -> PortResult<u64>;
 }
 
+/// Each user's allowance of upload URLs: `per_minute` of them, in bursts of up to a whole
+/// minute's worth (the generic cell rate algorithm). Kept in memory for one server, or in the
+/// shared database when several serve the same users.
+#[async_trait]
+pub trait UploadAllowance: Send + Sync {
+    /// Takes one URL from the user's allowance; `Err(wait)` when none is left for that long.
+    async fn take(&self, user: &UserId) -> PortResult<Result<(), Duration>>;
+}
+
 /// A request the browser makes directly against the storage.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PresignedRequest {

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use app::domain::MAX_PICTURE_BYTES;
 use app::service::ports::BoxError;
+use aws_config::timeout::TimeoutConfig;
 use aws_config::SdkConfig;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, SharedCredentialsProvider};
 use axum::body::Body;
@@ -29,6 +30,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 
 use super::random_hex;
+use crate::config::ServerLimits;
 use crate::storage::S3Storage;
 
 pub const BUCKET: &str = "portrait";
@@ -41,6 +43,7 @@ pub struct EmbeddedS3 {
     secret_key: String,
     addr: SocketAddr,
     router: Router,
+    limits: ServerLimits,
     running: Mutex<Option<Running>>,
 }
 
@@ -56,6 +59,7 @@ impl EmbeddedS3 {
         data_dir: &Path,
         addr: SocketAddr,
         allowed_origins: Vec<String>,
+        limits: ServerLimits,
     ) -> Result<Self, BoxError> {
         let root = data_dir.join("objects");
         std::fs::create_dir_all(root.join(BUCKET))?;
@@ -91,6 +95,10 @@ impl EmbeddedS3 {
         let router = Router::new()
             .fallback_service(tower::service_fn(handler))
             .layer(RequestBodyLimitLayer::new(body_limit))
+            .layer(axum::middleware::from_fn_with_state(
+                limits.request_timeout,
+                crate::http::request_deadline,
+            ))
             .layer(cors(&allowed_origins));
 
         let listener = TcpListener::bind(addr).await?;
@@ -102,6 +110,7 @@ impl EmbeddedS3 {
             secret_key,
             addr,
             router,
+            limits,
             running: Mutex::new(None),
         };
         store.serve(listener).await;
@@ -112,8 +121,9 @@ impl EmbeddedS3 {
     async fn serve(&self, listener: TcpListener) {
         let (stop, stopped) = oneshot::channel::<()>();
         let router = self.router.clone();
+        let limits = self.limits;
         let task = tokio::spawn(async move {
-            let serve = crate::http::serve(listener, router, async {
+            let serve = crate::http::serve(listener, router, limits, async {
                 let _ = stopped.await;
             });
             if let Err(e) = serve.await {
@@ -143,7 +153,8 @@ impl EmbeddedS3 {
         Ok(())
     }
 
-    pub async fn storage(&self) -> Result<S3Storage, BoxError> {
+    /// A client of this store, whose calls give up after `timeouts`.
+    pub async fn storage(&self, timeouts: TimeoutConfig) -> Result<S3Storage, BoxError> {
         let credentials = Credentials::new(
             &self.access_key,
             &self.secret_key,
@@ -155,6 +166,7 @@ impl EmbeddedS3 {
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(REGION))
             .credentials_provider(SharedCredentialsProvider::new(credentials))
+            .timeout_config(timeouts)
             .build();
         S3Storage::connect(&shared, BUCKET, Some(&self.endpoint), true).await
     }

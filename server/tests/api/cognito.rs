@@ -15,6 +15,7 @@ pub fn moto_endpoint() -> Option<String> {
     std::env::var("PORTRAIT_TEST_COGNITO_ENDPOINT").ok()
 }
 
+#[derive(Clone)]
 pub struct TestPool {
     pub client: Client,
     pub endpoint: String,

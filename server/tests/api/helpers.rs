@@ -31,9 +31,12 @@ pub struct TestApp {
     pub postgres: Option<TestDatabase>,
     /// This test's Cognito user pool, when the suite runs against a Cognito stand-in.
     pub cognito: Option<TestPool>,
+    /// The variables the server was configured with.
+    env: HashMap<String, String>,
 }
 
 /// A test's own PostgreSQL database, which the test can take offline.
+#[derive(Clone)]
 pub struct TestDatabase {
     admin_url: String,
     name: String,
@@ -109,6 +112,31 @@ impl TestApp {
         if let Some(pool) = &cognito {
             env.extend(pool.vars());
         }
+        Self::launch(env, data_dir, postgres, cognito).await
+    }
+
+    /// A second server of the same organisation: the same configuration, database, external
+    /// storage and identity provider as this one, its own data directory. It is another
+    /// `Application` in this test process and shares no memory with the first: its own
+    /// database pools, S3 and Cognito clients, key caches, limits and metrics. (Embedded
+    /// parts are each server's own: an embedded store is not shared, and an embedded issuer
+    /// is a different issuer, so a user signs in at each server.)
+    pub async fn spawn_beside(&self) -> Self {
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        let mut env = self.env.clone();
+        env.insert(
+            "PORTRAIT_DATA_DIR".into(),
+            data_dir.path().display().to_string(),
+        );
+        Self::launch(env, data_dir, self.postgres.clone(), self.cognito.clone()).await
+    }
+
+    async fn launch(
+        env: HashMap<String, String>,
+        data_dir: tempfile::TempDir,
+        postgres: Option<TestDatabase>,
+        cognito: Option<TestPool>,
+    ) -> Self {
         let leptos = LeptosOptions::builder()
             .output_name("portrait")
             .site_root("target/site")
@@ -137,6 +165,7 @@ impl TestApp {
             metrics_addr,
             postgres,
             cognito,
+            env,
         }
     }
 

@@ -7,3 +7,5 @@ mod operations;
 mod pictures;
 mod resilience;
 mod signin;
+mod servers;
+mod timeouts;
