@@ -4,7 +4,10 @@
 
 use http::HeaderMap;
 
-use super::auth::{cookie, refresh_cookie_header, session_cookie_header, REFRESH_COOKIE};
+use super::auth::{
+    clear_legacy_refresh_cookie, cookie, refresh_cookie_header, session_cookie_header,
+    REFRESH_COOKIE,
+};
 use super::ports::{SignInOutcome, Tokens};
 use super::AppState;
 use crate::api::{LoginRequest, LoginResponse, RefreshRequest};
@@ -51,7 +54,7 @@ impl AppState {
             .as_deref()
             .map(str::trim)
             .filter(|t| !t.is_empty())
-            .or_else(|| cookie(headers, REFRESH_COOKIE))
+            .or_else(|| cookie(headers, REFRESH_COOKIE, self.settings.secure_cookies))
             .ok_or_else(ApiError::unauthenticated)?;
         let tokens = self
             .directory
@@ -67,6 +70,7 @@ impl AppState {
         vec![
             session_cookie_header("", 0, secure),
             refresh_cookie_header("", 0, secure),
+            clear_legacy_refresh_cookie(),
         ]
     }
 
@@ -84,6 +88,7 @@ impl AppState {
                 secure,
             ));
         }
+        cookies.push(clear_legacy_refresh_cookie());
         let response = LoginResponse {
             access_token: tokens.access_token,
             id_token: tokens.id_token,
