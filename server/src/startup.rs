@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use app::api::DemoAccount;
 use app::domain::{ImageContentType, PhotoKey, UserId};
 
 use app::service::ports::{BoxError, Directory, ObjectStore, TokenVerifier};
@@ -21,7 +22,9 @@ use tower_http::limit::RequestBodyLimitLayer;
 use crate::cognito::CognitoDirectory;
 use crate::config::{CognitoConfig, Config, IdentityConfig, StorageConfig};
 use crate::db::{self, Database, SqlUserStore};
-use crate::embedded::issuer::{seed_demo_users, EmbeddedDirectory, LocalIssuer, LOCAL_CLIENT_ID};
+use crate::embedded::issuer::{
+    seed_demo_users, EmbeddedDirectory, LocalIssuer, DEMO_PASSWORD, DEMO_USERS, LOCAL_CLIENT_ID,
+};
 use crate::embedded::s3::EmbeddedS3;
 use crate::http::{api_guard, record_latency, request_tracing, security_headers, BODY_LIMIT_BYTES};
 use crate::identity::JwksVerifier;
@@ -48,7 +51,7 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config) -> Result<Self, BoxError> {
-        std::fs::create_dir_all(&config.data_dir)?;
+        create_private_dir(&config.data_dir)?;
         let listener = TcpListener::bind(config.leptos.site_addr).await?;
         let addr = listener.local_addr()?;
         // How this process reaches itself, and the origins a browser may load the app from.
@@ -65,7 +68,7 @@ impl Application {
         ];
         origins.extend(config.extra_origins.iter().cloned());
 
-        let db = db::connect(&config.database_url).await?;
+        let db = db::connect(config.database_url.expose()).await?;
 
         // The AWS configuration (credential chain, region) is loaded once, and only when a
         // production part needs it.
@@ -117,9 +120,11 @@ impl Application {
                 read_url_ttl: config.read_url_ttl,
                 secure_cookies: config.secure_cookies,
                 storage_origin: Some(storage_origin),
+                demo_accounts: identity.demo_accounts,
             },
         };
-        let router = router(config.leptos, state.clone(), identity.routes);
+        let health = crate::health::routes(state.clone(), config.readiness_cache);
+        let router = router(config.leptos, state.clone(), health.merge(identity.routes));
 
         let metrics_listener = match config.metrics_addr {
             Some(addr) => Some(TcpListener::bind(addr).await?),
@@ -157,12 +162,36 @@ impl Application {
     }
 }
 
+/// Creates the data directory (and any missing parent) readable by this user alone: it holds the
+/// embedded database, objects and the issuer's signing key. One that exists is left as it is,
+/// with a warning if others may read it.
+fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let existed = dir.is_dir();
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
+        if existed && mode & 0o077 != 0 {
+            tracing::warn!(dir = %dir.display(), mode = %format!("{mode:o}"),
+                "the data directory is open to other users; chmod 700 it");
+        }
+    }
+    Ok(())
+}
+
 /// Who signs users in and how their tokens are checked.
 struct Identity {
     directory: Arc<dyn Directory>,
     tokens: Arc<dyn TokenVerifier>,
     /// Routes the identity provider needs on the app's own listener.
     routes: Router,
+    /// The accounts anyone may use, which the sign-in page shows (the embedded issuer's).
+    demo_accounts: Vec<DemoAccount>,
 }
 
 impl Identity {
@@ -188,6 +217,14 @@ impl Identity {
                 "/issuer/.well-known/jwks.json",
                 get(move || async move { Json(jwks) }),
             ),
+            demo_accounts: DEMO_USERS
+                .iter()
+                .map(|demo| DemoAccount {
+                    email: demo.email.to_owned(),
+                    role: demo.role.to_owned(),
+                    password: DEMO_PASSWORD.to_owned(),
+                })
+                .collect(),
         })
     }
 
@@ -210,6 +247,7 @@ impl Identity {
                 config.client_id.clone(),
             )),
             routes: Router::new(),
+            demo_accounts: Vec::new(),
         }
     }
 }
@@ -232,12 +270,12 @@ async fn storage_origin(storage: &dyn ObjectStore) -> Result<String, BoxError> {
     Ok(url[..end].to_owned())
 }
 
-/// The whole HTTP surface: pages and server functions, health, and `extra` (the embedded
+/// The whole HTTP surface: pages and server functions, and `extra` (health, the embedded
 /// issuer's JWKS), all behind the same guards and logging.
 fn router(leptos_options: LeptosOptions, state: AppState, extra: Router) -> Router {
     let routes = generate_route_list(App);
-    let health = crate::health::routes(state.clone());
     let metrics = state.metrics.clone();
+    let https = state.settings.secure_cookies;
     let router = Router::new()
         .leptos_routes_with_context(
             &leptos_options,
@@ -250,7 +288,6 @@ fn router(leptos_options: LeptosOptions, state: AppState, extra: Router) -> Rout
         )
         .fallback(leptos_axum::file_and_error_handler(shell))
         .with_state(leptos_options)
-        .merge(health)
         .merge(extra)
         .route_layer(axum::middleware::from_fn_with_state(
             metrics,
@@ -258,7 +295,7 @@ fn router(leptos_options: LeptosOptions, state: AppState, extra: Router) -> Rout
         ))
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES as usize))
         .layer(axum::middleware::from_fn(api_guard));
-    request_tracing(security_headers(router))
+    request_tracing(security_headers(router, https))
 }
 
 async fn serve_metrics(listener: TcpListener, state: AppState) {

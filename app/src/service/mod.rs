@@ -23,6 +23,7 @@ pub use metrics::{Metrics, RequestLabels};
 pub use pictures::CONTENT_SNIFF_BYTES;
 pub use security::apply_page_policy;
 
+use crate::api::DemoAccount;
 use crate::error::ApiError;
 use ports::{Directory, ObjectStore, PortError, TokenVerifier, UserStore};
 
@@ -35,6 +36,8 @@ pub struct Settings {
     pub secure_cookies: bool,
     /// Scheme, host and port of the presigned URLs: the one other origin pages may talk to.
     pub storage_origin: Option<String>,
+    /// The accounts the sign-in page shows: the embedded issuer's seeded ones, else none.
+    pub demo_accounts: Vec<DemoAccount>,
 }
 
 impl Default for Settings {
@@ -44,6 +47,7 @@ impl Default for Settings {
             read_url_ttl: Duration::from_secs(900),
             secure_cookies: false,
             storage_origin: None,
+            demo_accounts: Vec::new(),
         }
     }
 }

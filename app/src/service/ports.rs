@@ -134,6 +134,7 @@ pub trait UserStore: Send + Sync {
     /// In one transaction: claims the upload of the new key (it must be unconfirmed and not
     /// swept, else `None` and nothing changes), swaps the user's picture atomically (None
     /// removes it), and queues the attribute sync and the deletion of the replaced object.
+    /// `None` too when the user has no row.
     async fn replace_picture(
         &self,
         id: &UserId,
