@@ -11,6 +11,16 @@ pub struct LoginRequest {
     pub password: String,
 }
 
+/// An account anyone may sign in with, which the sign-in page lists. Only the embedded issuer
+/// has them; with Cognito the list is empty.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DemoAccount {
+    pub email: String,
+    pub role: String,
+    pub password: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LoginResponse {

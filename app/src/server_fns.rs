@@ -6,8 +6,8 @@
 use leptos::prelude::*;
 
 use crate::api::{
-    ConfirmUploadRequest, LoginRequest, LoginResponse, MessageResponse, PictureResponse, Profile,
-    RefreshRequest, UploadUrlRequest, UploadUrlResponse, UserSummary,
+    ConfirmUploadRequest, DemoAccount, LoginRequest, LoginResponse, MessageResponse,
+    PictureResponse, Profile, RefreshRequest, UploadUrlRequest, UploadUrlResponse, UserSummary,
 };
 use crate::error::ApiError;
 
@@ -68,6 +68,13 @@ pub async fn logout(#[server(flatten)] req: RefreshRequest) -> Result<MessageRes
         })
     })
     .await
+}
+
+/// The accounts the sign-in page may show: the embedded issuer's demo accounts, and none at all
+/// with a real identity provider. Public, like the sign-in page that shows them.
+#[server(prefix = "/api", endpoint = "auth/demo-accounts", input = server_fn::codec::GetUrl, output = server_fn::codec::Json)]
+pub async fn demo_accounts() -> Result<Vec<DemoAccount>, ApiError> {
+    respond(async move { Ok(AppState::current()?.settings.demo_accounts) }).await
 }
 
 #[server(prefix = "/api", endpoint = "auth/user/profile", input = server_fn::codec::GetUrl, output = server_fn::codec::Json)]

@@ -12,7 +12,8 @@ use leptos::config::LeptosOptions;
 pub struct Config {
     pub leptos: LeptosOptions,
     pub data_dir: PathBuf,
-    pub database_url: String,
+    /// May hold the database password.
+    pub database_url: Secret<String>,
     pub storage: StorageConfig,
     pub identity: IdentityConfig,
     pub upload_url_ttl: Duration,
@@ -41,6 +42,8 @@ pub struct Config {
     pub server_limits: ServerLimits,
     /// How long calls to S3, Cognito and the JWKS may take.
     pub outbound: OutboundTimeouts,
+    /// How long one `/readyz` answer is reused (0: every probe checks the parts).
+    pub readiness_cache: Duration,
 }
 
 /// Limits on what a client may hold of a listener.
@@ -89,6 +92,27 @@ impl Default for OutboundTimeouts {
     }
 }
 
+/// A value that must not reach a log: its `Debug` says only that it is there, so printing the
+/// configuration (or an error that holds it) cannot leak it. Read it with `expose`.
+#[derive(Clone)]
+pub struct Secret<T>(T);
+
+impl<T> Secret<T> {
+    pub fn new(value: T) -> Self {
+        Self(value)
+    }
+
+    pub fn expose(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> std::fmt::Debug for Secret<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret([REDACTED])")
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum StorageConfig {
     /// The in-process S3 server on a loopback address (port 0 picks a free one).
@@ -103,10 +127,71 @@ pub enum StorageConfig {
 
 #[derive(Debug, Clone)]
 pub enum IdentityConfig {
-    /// The local issuer with the seeded demo accounts.
+    /// The local issuer with the seeded demo accounts, whose password is published: only when
+    /// nothing external is configured, or when `PORTRAIT_IDENTITY=embedded` asks for it.
     Embedded,
     Cognito(CognitoConfig),
 }
+
+impl IdentityConfig {
+    /// Who signs users in. An external database or bucket is production (or a test of it), and
+    /// production without an identity provider is a configuration mistake: it stops start-up,
+    /// naming what is missing, instead of opening the demo accounts to whoever finds them.
+    fn from_vars<'a>(
+        get: &impl Fn(&str) -> Option<&'a str>,
+        database_url: &str,
+        storage: &StorageConfig,
+    ) -> Result<Self, ConfigError> {
+        let cognito = CognitoConfig::from_vars(get)?;
+        match (get("PORTRAIT_IDENTITY"), cognito) {
+            (None | Some("cognito"), Some(cognito)) => Ok(Self::Cognito(cognito)),
+            (Some("embedded"), None) => Ok(Self::Embedded),
+            (Some("embedded"), Some(_)) => Err(ConfigError {
+                name: "PORTRAIT_IDENTITY",
+                problem: "is embedded, but COGNITO_USER_POOL_ID is set too: choose one".into(),
+            }),
+            (Some("cognito"), None) => Err(ConfigError {
+                name: COGNITO_VARS,
+                problem: "must be set when PORTRAIT_IDENTITY is cognito".into(),
+            }),
+            (Some(other), _) => Err(ConfigError {
+                name: "PORTRAIT_IDENTITY",
+                problem: format!("{other:?} is neither embedded nor cognito"),
+            }),
+            (None, None) => {
+                let external: Vec<&str> = [
+                    (
+                        database_url.starts_with("postgres"),
+                        "DATABASE_URL (PostgreSQL)",
+                    ),
+                    (
+                        matches!(storage, StorageConfig::External { .. }),
+                        "S3_BUCKET",
+                    ),
+                ]
+                .into_iter()
+                .filter_map(|(set, name)| set.then_some(name))
+                .collect();
+                if external.is_empty() {
+                    return Ok(Self::Embedded);
+                }
+                Err(ConfigError {
+                    name: COGNITO_VARS,
+                    problem: format!(
+                        "must be set, since {} is: external parts need an external identity \
+                         provider. The embedded issuer and its demo accounts run only when \
+                         nothing external is configured, or when PORTRAIT_IDENTITY=embedded \
+                         asks for them",
+                        external.join(" and ")
+                    ),
+                })
+            }
+        }
+    }
+}
+
+/// The variables that switch Cognito on, as an error names them.
+const COGNITO_VARS: &str = "COGNITO_USER_POOL_ID, COGNITO_CLIENT_ID";
 
 #[derive(Debug, Clone)]
 pub struct CognitoConfig {
@@ -127,6 +212,12 @@ pub struct CognitoConfig {
 impl CognitoConfig {
     fn from_vars<'a>(get: &impl Fn(&str) -> Option<&'a str>) -> Result<Option<Self>, ConfigError> {
         let Some(user_pool_id) = get("COGNITO_USER_POOL_ID") else {
+            if get("COGNITO_CLIENT_ID").is_some() {
+                return Err(ConfigError {
+                    name: "COGNITO_USER_POOL_ID",
+                    problem: "must be set when COGNITO_CLIENT_ID is".into(),
+                });
+            }
             return Ok(None);
         };
         let client_id = get("COGNITO_CLIENT_ID").ok_or(ConfigError {
@@ -233,13 +324,13 @@ impl Config {
             Ok(Duration::from_secs(value))
         };
         let (limits, outbound) = (ServerLimits::default(), OutboundTimeouts::default());
+        let identity = IdentityConfig::from_vars(&get, &database_url, &storage)?;
         Ok(Self {
             leptos,
             data_dir,
-            database_url,
+            database_url: Secret::new(database_url),
             storage,
-            identity: CognitoConfig::from_vars(&get)?
-                .map_or(IdentityConfig::Embedded, IdentityConfig::Cognito),
+            identity,
             upload_url_ttl: secs("PORTRAIT_UPLOAD_URL_TTL_SECS", 300)?,
             read_url_ttl: secs("PORTRAIT_READ_URL_TTL_SECS", 900)?,
             extra_origins: get("PORTRAIT_ALLOWED_ORIGINS")
@@ -300,6 +391,18 @@ impl Config {
                     "PORTRAIT_OUTBOUND_TIMEOUT_SECS",
                     outbound.operation.as_secs(),
                 )?,
+            },
+            readiness_cache: match parse::<u64>(
+                get("PORTRAIT_READINESS_CACHE_MS"),
+                "PORTRAIT_READINESS_CACHE_MS",
+            )? {
+                Some(ms) if ms > 60_000 => {
+                    return Err(ConfigError {
+                        name: "PORTRAIT_READINESS_CACHE_MS",
+                        problem: "must be at most 60000 milliseconds".into(),
+                    })
+                }
+                ms => Duration::from_millis(ms.unwrap_or(1000)),
             },
         })
     }
@@ -368,7 +471,10 @@ mod tests {
     #[test]
     fn nothing_set_means_everything_embedded() {
         let c = config(&[]).unwrap();
-        assert!(c.database_url.starts_with("sqlite://./data/portrait.db"));
+        assert!(c
+            .database_url
+            .expose()
+            .starts_with("sqlite://./data/portrait.db"));
         assert!(matches!(c.storage, StorageConfig::Embedded { .. }));
         assert_eq!(c.upload_url_ttl, Duration::from_secs(300));
         assert_eq!(c.read_url_ttl, Duration::from_secs(900));
@@ -433,6 +539,83 @@ mod tests {
         ])
         .unwrap_err();
         assert_eq!(e.name, "COGNITO_USER_POOL_ID");
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_database_password() {
+        let c = config(&[
+            (
+                "DATABASE_URL",
+                "postgres://portrait:hunter2@db.internal/portrait",
+            ),
+            ("PORTRAIT_IDENTITY", "embedded"),
+        ])
+        .unwrap();
+        let printed = format!("{c:?} {c:#?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(
+            printed.contains("database_url: Secret([REDACTED])"),
+            "{printed}"
+        );
+        assert_eq!(
+            c.database_url.expose(),
+            "postgres://portrait:hunter2@db.internal/portrait"
+        );
+    }
+
+    #[test]
+    fn external_parts_without_an_identity_provider_stop_start_up() {
+        let postgres = ("DATABASE_URL", "postgres://portrait@127.0.0.1/portrait");
+        for vars in [&[("S3_BUCKET", "pictures")][..], &[postgres]] {
+            let e = config(vars).unwrap_err();
+            assert_eq!(
+                e.name, "COGNITO_USER_POOL_ID, COGNITO_CLIENT_ID",
+                "{vars:?}"
+            );
+            assert!(e.to_string().contains("PORTRAIT_IDENTITY=embedded"), "{e}");
+        }
+        let e = config(&[("S3_BUCKET", "pictures"), postgres]).unwrap_err();
+        assert!(
+            e.problem
+                .contains("DATABASE_URL (PostgreSQL) and S3_BUCKET"),
+            "{e}"
+        );
+        // A client id alone is half a Cognito configuration, not none.
+        let e = config(&[("COGNITO_CLIENT_ID", "abc")]).unwrap_err();
+        assert_eq!(e.name, "COGNITO_USER_POOL_ID");
+    }
+
+    #[test]
+    fn the_embedded_issuer_runs_alone_or_when_asked_for_by_name() {
+        assert!(matches!(
+            config(&[]).unwrap().identity,
+            IdentityConfig::Embedded
+        ));
+        let sqlite = ("DATABASE_URL", "sqlite:///var/lib/portrait/p.db");
+        assert!(matches!(
+            config(&[sqlite]).unwrap().identity,
+            IdentityConfig::Embedded
+        ));
+        let asked = ("PORTRAIT_IDENTITY", "embedded");
+        let mixed = [("DATABASE_URL", "postgres://p@127.0.0.1/p"), asked];
+        assert!(matches!(
+            config(&mixed).unwrap().identity,
+            IdentityConfig::Embedded
+        ));
+
+        let pool = ("COGNITO_USER_POOL_ID", "eu-west-1_AbC123");
+        let client = ("COGNITO_CLIENT_ID", "abc");
+        let e = config(&[asked, pool, client]).unwrap_err();
+        assert_eq!(e.name, "PORTRAIT_IDENTITY");
+        let e = config(&[("PORTRAIT_IDENTITY", "demo")]).unwrap_err();
+        assert_eq!(e.name, "PORTRAIT_IDENTITY");
+        let e = config(&[("PORTRAIT_IDENTITY", "cognito")]).unwrap_err();
+        assert_eq!(e.name, "COGNITO_USER_POOL_ID, COGNITO_CLIENT_ID");
+        let cognito = [("PORTRAIT_IDENTITY", "cognito"), pool, client];
+        assert!(matches!(
+            config(&cognito).unwrap().identity,
+            IdentityConfig::Cognito(_)
+        ));
     }
 
     #[test]

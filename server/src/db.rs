@@ -37,6 +37,9 @@ pub struct Database {
 pub async fn connect(url: &str) -> Result<Database, sqlx::Error> {
     sqlx::any::install_default_drivers();
     let is_sqlite = url.starts_with("sqlite:");
+    if is_sqlite {
+        create_private_sqlite_file(url)?;
+    }
     let pool = |connections: u32| {
         AnyPoolOptions::new()
             .max_connections(connections)
@@ -82,6 +85,23 @@ pub async fn connect(url: &str) -> Result<Database, sqlx::Error> {
         }
     };
     Ok(database)
+}
+
+/// Creates the SQLite file, when missing and the URL asks for that (`mode=rwc`, as the default
+/// does), readable and writable by this user alone. SQLite gives its `-wal` and `-shm` files
+/// the database file's mode, so they are private too.
+fn create_private_sqlite_file(url: &str) -> std::io::Result<()> {
+    let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let creates = query.split('&').any(|pair| pair == "mode=rwc");
+    if !creates || path.is_empty() || path.starts_with(':') {
+        return Ok(()); // sqlx opens it, or says why not; or in memory
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path).map(drop)
 }
 
 /// Copies the SQLite write-ahead log into the database file once a second. PASSIVE never waits
@@ -567,8 +587,11 @@ impl UserStore for SqlUserStore {
         .fetch_optional(&mut *tx)
         .await
         .map_err(db_error)?;
+        let Some(replaced) = replaced else {
+            tx.rollback().await.map_err(db_error)?;
+            return Ok(None); // no such user
+        };
         let replaced = replaced
-            .ok_or_else(|| db_error(format!("user {id} has no row")))?
             .map(|k| PhotoKey::parse(&k))
             .transpose()
             .map_err(db_error)?

@@ -1,7 +1,8 @@
 //! Liveness and readiness, for load balancers and orchestrators.
 
 use std::future::Future;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use app::service::ports::PortResult;
 use app::service::AppState;
@@ -9,12 +10,19 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use http::StatusCode;
-use serde_json::json;
+use serde_json::{json, Value};
+use tokio::sync::Mutex;
 
 /// A part that does not answer within this is not ready, however it would eventually answer.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
-pub fn routes(state: AppState) -> Router {
+/// `cache_for`: how long one readiness answer is reused (see `Readiness`).
+pub fn routes(state: AppState, cache_for: Duration) -> Router {
+    let readiness = Arc::new(Readiness {
+        state,
+        cache_for,
+        last: Mutex::default(),
+    });
     Router::new()
         // Alive: the process serves requests. Nothing outside is consulted, so a database
         // outage does not get every instance restarted at once.
@@ -22,10 +30,39 @@ pub fn routes(state: AppState) -> Router {
             "/healthz",
             get(|| async { Json(json!({ "status": "ok" })) }),
         )
-        .route("/readyz", get(move || ready(state.clone())))
+        .route("/readyz", get(move || readiness.clone().answer()))
 }
 
-async fn ready(state: AppState) -> Response {
+/// The last readiness answer and when it was made. However many probes arrive (every load
+/// balancer node, or a flood), the parts are asked at most once per `cache_for`: a request
+/// that finds the answer stale checks while holding the lock, and the requests that queue
+/// behind it get its fresh answer.
+struct Readiness {
+    state: AppState,
+    cache_for: Duration,
+    last: Mutex<Option<(Instant, StatusCode, Value)>>,
+}
+
+impl Readiness {
+    async fn answer(self: Arc<Self>) -> Response {
+        let mut last = self.last.lock().await;
+        let fresh = last
+            .as_ref()
+            .filter(|(at, _, _)| at.elapsed() < self.cache_for);
+        let (status, body) = match fresh {
+            Some((_, status, body)) => (*status, body.clone()),
+            None => {
+                let (status, body) = ready(&self.state).await;
+                self.state.metrics.readiness_checks.inc();
+                *last = Some((Instant::now(), status, body.clone()));
+                (status, body)
+            }
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
+async fn ready(state: &AppState) -> (StatusCode, Value) {
     let (database, storage, identity) = tokio::join!(
         check(state.users.ping()),
         check(state.storage.ping()),
@@ -46,7 +83,7 @@ async fn ready(state: AppState) -> Response {
             "identity": identity.err().unwrap_or("ok"),
         },
     });
-    (status, Json(body)).into_response()
+    (status, body)
 }
 
 async fn check(probe: impl Future<Output = PortResult<()>>) -> Result<(), &'static str> {

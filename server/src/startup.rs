@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use app::api::DemoAccount;
 use app::domain::{ImageContentType, KeyKind, PhotoKey, UserId};
 
 use app::service::ports::{BoxError, Directory, ObjectStore, TokenVerifier};
@@ -23,7 +24,9 @@ use crate::config::{
     CognitoConfig, Config, IdentityConfig, OutboundTimeouts, ServerLimits, StorageConfig,
 };
 use crate::db::{self, Database, SqlUserStore};
-use crate::embedded::issuer::{seed_demo_users, EmbeddedDirectory, LocalIssuer, LOCAL_CLIENT_ID};
+use crate::embedded::issuer::{
+    seed_demo_users, EmbeddedDirectory, LocalIssuer, DEMO_PASSWORD, DEMO_USERS, LOCAL_CLIENT_ID,
+};
 use crate::embedded::s3::EmbeddedS3;
 use crate::http::{
     api_guard, record_latency, request_deadline, request_tracing, security_headers,
@@ -55,7 +58,7 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config) -> Result<Self, BoxError> {
-        std::fs::create_dir_all(&config.data_dir)?;
+        create_private_dir(&config.data_dir)?;
         let listener = TcpListener::bind(config.leptos.site_addr).await?;
         let addr = listener.local_addr()?;
         // How this process reaches itself, and the origins a browser may load the app from.
@@ -72,7 +75,7 @@ impl Application {
         ];
         origins.extend(config.extra_origins.iter().cloned());
 
-        let db = db::connect(&config.database_url).await?;
+        let db = db::connect(config.database_url.expose()).await?;
 
         // The AWS configuration (credential chain, region) is loaded once, and only when a
         // production part needs it. Every client built from it (S3, Cognito) inherits its
@@ -137,12 +140,14 @@ impl Application {
                     let leptos = &config.leptos;
                     leptos.reload_external_port.unwrap_or(leptos.reload_port)
                 }),
+                demo_accounts: identity.demo_accounts,
             },
         };
+        let health = crate::health::routes(state.clone(), config.readiness_cache);
         let router = router(
             config.leptos,
             state.clone(),
-            identity.routes,
+            health.merge(identity.routes),
             config.server_limits.request_timeout,
         );
 
@@ -196,7 +201,7 @@ impl Application {
 /// The per-user limits on upload URLs. On PostgreSQL the allowance lives in the database,
 /// which every server shares; SQLite is the single-server default, where memory suffices.
 fn upload_limits(config: &Config, db: &Database) -> UploadLimits {
-    if config.database_url.starts_with("postgres") {
+    if config.database_url.expose().starts_with("postgres") {
         let allowance = SqlUploadAllowance::new(db.write.clone(), config.upload_urls_per_minute);
         UploadLimits::with_allowance(Arc::new(allowance), config.max_pending_uploads)
     } else {
@@ -214,12 +219,36 @@ fn sdk_timeouts(outbound: OutboundTimeouts) -> aws_config::timeout::TimeoutConfi
         .build()
 }
 
+/// Creates the data directory (and any missing parent) readable by this user alone: it holds the
+/// embedded database, objects and the issuer's signing key. One that exists is left as it is,
+/// with a warning if others may read it.
+fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let existed = dir.is_dir();
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
+        if existed && mode & 0o077 != 0 {
+            tracing::warn!(dir = %dir.display(), mode = %format!("{mode:o}"),
+                "the data directory is open to other users; chmod 700 it");
+        }
+    }
+    Ok(())
+}
+
 /// Who signs users in and how their tokens are checked.
 struct Identity {
     directory: Arc<dyn Directory>,
     tokens: Arc<dyn TokenVerifier>,
     /// Routes the identity provider needs on the app's own listener.
     routes: Router,
+    /// The accounts anyone may use, which the sign-in page shows (the embedded issuer's).
+    demo_accounts: Vec<DemoAccount>,
 }
 
 impl Identity {
@@ -245,6 +274,14 @@ impl Identity {
                 "/issuer/.well-known/jwks.json",
                 get(move || async move { Json(jwks) }),
             ),
+            demo_accounts: DEMO_USERS
+                .iter()
+                .map(|demo| DemoAccount {
+                    email: demo.email.to_owned(),
+                    role: demo.role.to_owned(),
+                    password: DEMO_PASSWORD.to_owned(),
+                })
+                .collect(),
         })
     }
 
@@ -267,6 +304,7 @@ impl Identity {
                 config.client_id.clone(),
             )),
             routes: Router::new(),
+            demo_accounts: Vec::new(),
         }
     }
 }
@@ -295,7 +333,7 @@ async fn storage_origin(storage: &dyn ObjectStore) -> Result<String, BoxError> {
     Ok(url[..end].to_owned())
 }
 
-/// The whole HTTP surface: pages and server functions, health, and `extra` (the embedded
+/// The whole HTTP surface: pages and server functions, and `extra` (health, the embedded
 /// issuer's JWKS), all behind the same guards and logging.
 fn router(
     leptos_options: LeptosOptions,
@@ -304,8 +342,8 @@ fn router(
     request_timeout: Duration,
 ) -> Router {
     let routes = generate_route_list(App);
-    let health = crate::health::routes(state.clone());
     let metrics = state.metrics.clone();
+    let https = state.settings.secure_cookies;
     let router = Router::new()
         .leptos_routes_with_context(
             &leptos_options,
@@ -318,7 +356,6 @@ fn router(
         )
         .fallback(leptos_axum::file_and_error_handler(shell))
         .with_state(leptos_options)
-        .merge(health)
         .merge(extra)
         .route_layer(axum::middleware::from_fn_with_state(
             metrics,
@@ -330,7 +367,7 @@ fn router(
             request_timeout,
             request_deadline,
         ));
-    request_tracing(security_headers(router))
+    request_tracing(security_headers(router, https))
 }
 
 async fn serve_metrics(listener: TcpListener, state: AppState, limits: ServerLimits) {

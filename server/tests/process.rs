@@ -403,3 +403,75 @@ async fn a_request_that_never_ends_does_not_hold_the_process_past_the_shutdown_g
     assert!(status.success(), "exit status {status}");
     drop(stream);
 }
+
+/// The binary with `vars` on a fresh data directory and nothing else configured, run to its end.
+fn run_to_exit(data_dir: &std::path::Path, vars: &[(&str, &str)]) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_portrait"));
+    for name in [
+        "DATABASE_URL",
+        "S3_BUCKET",
+        "COGNITO_USER_POOL_ID",
+        "COGNITO_CLIENT_ID",
+        "PORTRAIT_IDENTITY",
+    ] {
+        command.env_remove(name);
+    }
+    command
+        .env("LEPTOS_SITE_ADDR", "127.0.0.1:0")
+        .env("PORTRAIT_DATA_DIR", data_dir)
+        .envs(vars.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .expect("the server binary runs")
+}
+
+#[test]
+fn an_external_part_without_an_identity_provider_stops_start_up_naming_what_is_missing() {
+    for (name, value) in [
+        ("S3_BUCKET", "portrait-pictures"),
+        ("DATABASE_URL", "postgres://portrait@127.0.0.1:1/portrait"),
+    ] {
+        let data = tempfile::tempdir().unwrap();
+        let output = run_to_exit(data.path(), &[(name, value)]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{name} alone started the server");
+        for named in [
+            "COGNITO_USER_POOL_ID",
+            "COGNITO_CLIENT_ID",
+            name,
+            "PORTRAIT_IDENTITY",
+        ] {
+            assert!(stderr.contains(named), "{named} not named: {stderr}");
+        }
+        // It stopped before anything was created: no database, no seeded demo account.
+        assert!(
+            std::fs::read_dir(data.path()).unwrap().next().is_none(),
+            "{name}: the data directory is not empty"
+        );
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn the_data_directory_and_the_database_are_private_to_the_server_user() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("var/portrait");
+    let server = Server::start(&data);
+    let mode = |path: &std::path::Path| {
+        std::fs::metadata(path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    // Every directory the server created, and every file it keeps there.
+    assert_eq!(mode(&root.path().join("var")), 0o700);
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("portrait.db")), 0o600);
+    assert_eq!(mode(&data.join("issuer-key.pem")), 0o600);
+    // SQLite's companions, open while the server runs in WAL mode.
+    assert_eq!(mode(&data.join("portrait.db-wal")), 0o600);
+    assert_eq!(mode(&data.join("portrait.db-shm")), 0o600);
+    drop(server);
+}

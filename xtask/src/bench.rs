@@ -100,7 +100,10 @@ impl Server {
         }
         let mut command = Command::new(root.join("target/release/portrait"));
         if let Some(url) = database_url {
-            command.env("DATABASE_URL", url);
+            // PostgreSQL with the embedded issuer: that mix runs only when asked for by name.
+            command
+                .env("DATABASE_URL", url)
+                .env("PORTRAIT_IDENTITY", "embedded");
         }
         let child = command
             .env("LEPTOS_SITE_ADDR", ADDR)

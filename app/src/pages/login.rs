@@ -3,8 +3,8 @@ use leptos_router::hooks::use_navigate;
 
 use leptos::task::spawn_local;
 
-use crate::api::LoginRequest;
-use crate::server_fns::login;
+use crate::api::{DemoAccount, LoginRequest};
+use crate::server_fns::{demo_accounts, login};
 use crate::session;
 
 #[component]
@@ -12,6 +12,8 @@ pub fn LoginPage() -> impl IntoView {
     let email = RwSignal::new(String::new());
     let password = RwSignal::new(String::new());
     let sign_in = Action::new(|req: &LoginRequest| login(req.clone()));
+    // Loaded before the page is sent (async SSR), so it renders with the page.
+    let demo = Resource::new(|| (), |_| demo_accounts());
     let navigate = use_navigate();
     Effect::new({
         let navigate = navigate.clone();
@@ -65,13 +67,34 @@ pub fn LoginPage() -> impl IntoView {
                     "Sign in"
                 </button>
             </form>
-            <aside class="demo-accounts">
-                <h2>"Demo accounts"</h2>
-                <p>
-                    <code>"ada@example.com"</code>" (Admin) and "<code>"grace@example.com"</code>
-                    " (Member), password "<code>"portrait-demo"</code>"."
-                </p>
-            </aside>
+            <Suspense>
+                {move || Suspend::new(async move {
+                    demo.await.ok().filter(|accounts| !accounts.is_empty()).map(demo_list)
+                })}
+            </Suspense>
         </section>
+    }
+}
+
+/// The embedded issuer's accounts, for trying the app out. There are none in production.
+fn demo_list(accounts: Vec<DemoAccount>) -> impl IntoView {
+    view! {
+        <aside class="demo-accounts">
+            <h2>"Demo accounts"</h2>
+            <ul>
+                {accounts
+                    .into_iter()
+                    .map(|account| {
+                        view! {
+                            <li>
+                                <code>{account.email}</code>
+                                {format!(" ({}), password ", account.role)}
+                                <code>{account.password}</code>
+                            </li>
+                        }
+                    })
+                    .collect_view()}
+            </ul>
+        </aside>
     }
 }

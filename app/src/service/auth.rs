@@ -14,13 +14,14 @@ use super::AppState;
 use crate::domain::UserId;
 use crate::error::ApiError;
 
-/// Name of the HttpOnly cookie that carries the access token for the browser app.
+/// Name of the HttpOnly cookie that carries the access token for the browser app (behind
+/// HTTPS with the `__Host-` prefix: see `cookie_name`).
 pub const SESSION_COOKIE: &str = "portrait_session";
-/// Name of the HttpOnly cookie that carries the refresh token. It is sent only under
-/// `/api/auth` (refresh, and sign-out, which revokes it), so no page ever carries the
-/// long-lived token.
+/// Name of the HttpOnly cookie that carries the refresh token. It is `SameSite=Strict`, and
+/// only the refresh endpoint reads it. Its path is `/`, like the session cookie's: `__Host-`
+/// requires that, sign-out needs to see the token to revoke it, and a path is no boundary
+/// within one origin (RFC 6265, 8.5).
 pub const REFRESH_COOKIE: &str = "portrait_refresh";
-pub(super) const REFRESH_PATH: &str = "/api/auth";
 
 /// The `users.status` of an account that may use the app; any other value is refused.
 pub const ACTIVE: &str = "Active";
@@ -39,7 +40,7 @@ impl AuthUser {
     /// A Bearer token wins over the cookie: API clients send one, the browser app sends the other.
     pub async fn from_headers(state: &AppState, headers: &HeaderMap) -> Result<Self, ApiError> {
         let token = bearer_token(headers)
-            .or_else(|| cookie(headers, SESSION_COOKIE))
+            .or_else(|| cookie(headers, SESSION_COOKIE, state.settings.secure_cookies))
             .ok_or_else(ApiError::unauthenticated)?;
         let id = state
             .tokens
@@ -168,14 +169,28 @@ fn bearer_token(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-pub(super) fn cookie<'h>(headers: &'h HeaderMap, wanted: &str) -> Option<&'h str> {
+/// The name a cookie goes by. Behind HTTPS it carries the `__Host-` prefix: browsers accept
+/// such a cookie only from a secure origin, with `Secure`, `Path=/` and no `Domain`, so neither a
+/// sibling subdomain nor a network attacker on plain HTTP can plant or overwrite one. The
+/// unprefixed name is then never read, or the prefix would protect nothing.
+fn cookie_name(base: &str, secure: bool) -> String {
+    if secure {
+        format!("__Host-{base}")
+    } else {
+        base.to_owned()
+    }
+}
+
+/// The value of the cookie named `base` (see `cookie_name`) in the request.
+pub(super) fn cookie<'h>(headers: &'h HeaderMap, base: &str, secure: bool) -> Option<&'h str> {
+    let wanted = cookie_name(base, secure);
     headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == wanted)
+        .find(|(name, _)| *name == wanted.as_str())
         .map(|(_, value)| value)
         .filter(|v| !v.is_empty())
 }
@@ -184,34 +199,26 @@ pub(super) fn cookie<'h>(headers: &'h HeaderMap, wanted: &str) -> Option<&'h str
 pub(super) fn session_cookie_header(token: &str, max_age: u64, secure: bool) -> String {
     // SameSite=Lax: sent on top-level navigation (so following a link to the app keeps you signed
     // in) but never on cross-site POSTs, which are the only way the API could be misused.
-    cookie_header(SESSION_COOKIE, token, "/", "Lax", max_age, secure)
+    cookie_header(SESSION_COOKIE, token, "Lax", max_age, secure)
 }
 
 /// The same for the refresh-token cookie. Strict: a refresh is only ever asked for by the app's
 /// own pages, never as a result of a cross-site navigation.
 pub(super) fn refresh_cookie_header(token: &str, max_age: u64, secure: bool) -> String {
-    cookie_header(
-        REFRESH_COOKIE,
-        token,
-        REFRESH_PATH,
-        "Strict",
-        max_age,
-        secure,
-    )
+    cookie_header(REFRESH_COOKIE, token, "Strict", max_age, secure)
 }
 
-fn cookie_header(
-    name: &str,
-    value: &str,
-    path: &str,
-    same_site: &str,
-    max_age: u64,
-    secure: bool,
-) -> String {
+/// Clears the refresh cookie as earlier releases set it, scoped to `/api/auth/refresh`: a
+/// browser would otherwise keep sending that one to the refresh endpoint ahead of the current
+/// one (longer paths first), and with it an earlier session.
+pub(super) fn clear_legacy_refresh_cookie() -> String {
+    format!("{REFRESH_COOKIE}=; Path=/api/auth/refresh; HttpOnly; SameSite=Strict; Max-Age=0")
+}
+
+fn cookie_header(base: &str, value: &str, same_site: &str, max_age: u64, secure: bool) -> String {
+    let name = cookie_name(base, secure);
     let secure = if secure { "; Secure" } else { "" };
-    format!(
-        "{name}={value}; Path={path}; HttpOnly; SameSite={same_site}; Max-Age={max_age}{secure}"
-    )
+    format!("{name}={value}; Path=/; HttpOnly; SameSite={same_site}; Max-Age={max_age}{secure}")
 }
 
 #[cfg(test)]
@@ -259,10 +266,37 @@ mod tests {
     #[test]
     fn the_session_cookie_is_found_among_others() {
         let h = headers(&[(COOKIE, "a=1; portrait_session=tok; b=2")]);
-        assert_eq!(cookie(&h, SESSION_COOKIE), Some("tok"));
+        assert_eq!(cookie(&h, SESSION_COOKIE, false), Some("tok"));
         assert_eq!(
-            cookie(&headers(&[(COOKIE, "portrait_sessionx=1")]), SESSION_COOKIE),
+            cookie(
+                &headers(&[(COOKIE, "portrait_sessionx=1")]),
+                SESSION_COOKIE,
+                false
+            ),
             None
         );
+    }
+
+    #[test]
+    fn behind_https_only_the_host_prefixed_cookie_counts() {
+        let set = session_cookie_header("tok", 60, true);
+        assert!(
+            set.starts_with("__Host-portrait_session=tok; Path=/;"),
+            "{set}"
+        );
+        assert!(
+            set.ends_with("; Secure") && !set.contains("Domain"),
+            "{set}"
+        );
+        let refresh = refresh_cookie_header("r", 60, true);
+        assert!(
+            refresh.starts_with("__Host-portrait_refresh=r; Path=/;"),
+            "{refresh}"
+        );
+
+        let planted = headers(&[(COOKIE, "portrait_session=planted")]);
+        assert_eq!(cookie(&planted, SESSION_COOKIE, true), None);
+        let real = headers(&[(COOKIE, "portrait_session=x; __Host-portrait_session=tok")]);
+        assert_eq!(cookie(&real, SESSION_COOKIE, true), Some("tok"));
     }
 }

@@ -37,6 +37,8 @@ pub struct Metrics {
     pub put_seconds: Histogram,
     pub put_bytes: Histogram,
     pub requests: HistogramFamily<RequestLabels>,
+    /// Rounds of `/readyz` checks of the parts (answers in between come from its cache).
+    pub readiness_checks: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -60,6 +62,7 @@ impl Default for Metrics {
             put_seconds: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
             put_bytes: Histogram::new(exponential_buckets(1024.0, 2.0, 15)),
             requests: Family::new_with_constructor(latency_histogram),
+            readiness_checks: Counter::default(),
             registry: Registry::default(),
         };
         macro_rules! register {
@@ -79,6 +82,7 @@ impl Default for Metrics {
             "upload_put_seconds", "Browser-reported duration of the PUT to storage", put_seconds;
             "upload_put_bytes", "Browser-reported size of the PUT to storage", put_bytes;
             "http_request_duration_seconds", "Request latency by endpoint", requests;
+            "readiness_checks", "Readiness checks of the parts (not cached answers)", readiness_checks;
         }
         Self {
             registry,

@@ -27,6 +27,7 @@ pub use pictures::CONTENT_SNIFF_BYTES;
 pub use security::apply_page_policy;
 pub use throttle::SignInThrottle;
 
+use crate::api::DemoAccount;
 use crate::error::ApiError;
 use ports::{Directory, ObjectStore, PortError, TokenVerifier, UserStore};
 
@@ -44,6 +45,8 @@ pub struct Settings {
     pub trusted_proxy_hops: usize,
     /// The port of `cargo leptos watch`'s reload websocket, when pages carry its script.
     pub live_reload_port: Option<u32>,
+    /// The accounts the sign-in page shows: the embedded issuer's seeded ones, else none.
+    pub demo_accounts: Vec<DemoAccount>,
 }
 
 impl Default for Settings {
@@ -55,6 +58,7 @@ impl Default for Settings {
             storage_origin: None,
             trusted_proxy_hops: 0,
             live_reload_port: None,
+            demo_accounts: Vec::new(),
         }
     }
 }

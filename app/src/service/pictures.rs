@@ -76,9 +76,15 @@ impl AppState {
         self.to_profile(record).await
     }
 
-    pub async fn list_users(&self, _user: &AuthUser) -> Result<Vec<UserSummary>, ApiError> {
+    pub async fn list_users(&self, user: &AuthUser) -> Result<Vec<UserSummary>, ApiError> {
+        let records = self.users.list().await?;
+        // The caller's own row is among them, unless it is gone: then they are signed out, as
+        // on every other endpoint.
+        if !records.iter().any(|record| record.id == user.id) {
+            return Err(ApiError::unauthenticated());
+        }
         let mut users = Vec::new();
-        for record in self.users.list().await? {
+        for record in records {
             let (picture_url, _) = self.read_url(record.photo_key.as_ref()).await?;
             users.push(UserSummary {
                 id: record.id.to_string(),
@@ -172,13 +178,12 @@ impl AppState {
             let error = ApiError::forbidden("This photo key belongs to another user.");
             return Err(Refused("foreign_key", error));
         }
-        let upload = self
-            .users
-            .find_upload(&key)
-            .await
-            .tag("unavailable")?
-            .ok_or_else(|| ApiError::bad_request("Unknown photoKey: request an upload URL first."))
-            .tag("unknown_key")?;
+        let Some(upload) = self.users.find_upload(&key).await.tag("unavailable")? else {
+            // The ledger forgets a user's uploads with the user: signed out, not a wrong key.
+            self.user_record(&user.id).await.tag("unknown_user")?;
+            let error = ApiError::bad_request("Unknown photoKey: request an upload URL first.");
+            return Err(Refused("unknown_key", error));
+        };
         if upload.stored_as.is_some() {
             // Confirming twice is harmless while the upload is still the current picture.
             let used = "This upload was already used.";
@@ -302,7 +307,8 @@ impl AppState {
             .users
             .replace_picture(&user.id, None)
             .await?
-            .ok_or_else(ApiError::internal)?;
+            // The user has no row (any more).
+            .ok_or_else(ApiError::unauthenticated)?;
         self.run_tasks(&change.tasks).await;
         if change.replaced.is_some() {
             self.metrics.deletes.inc();

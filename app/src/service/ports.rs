@@ -158,7 +158,7 @@ pub trait UserStore: Send + Sync {
     /// In one transaction: claims the upload of `new` (it must be unconfirmed and not swept,
     /// else `None` and nothing changes) and records the copy it became, makes that copy the
     /// user's picture in one atomic swap (None removes it), and queues the attribute sync and
-    /// the deletion of the replaced object.
+    /// the deletion of the replaced object. `None` too when the user has no row.
     async fn replace_picture(
         &self,
         id: &UserId,

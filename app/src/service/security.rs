@@ -1,5 +1,5 @@
 //! The Content-Security-Policy of the pages. It is made per response because it carries the
-//! nonce of that page's inline hydration scripts.
+//! nonce of that page's inline hydration scripts; for the same reason pages are never cached.
 
 use leptos::nonce::{provide_nonce, use_nonce};
 use leptos::prelude::use_context;
@@ -7,7 +7,7 @@ use leptos::prelude::use_context;
 use super::AppState;
 
 /// Call while rendering a page, before the hydration scripts: provides the nonce they use and
-/// sets the policy header that admits them.
+/// sets the policy header that admits them, and `Cache-Control: no-store`.
 ///
 /// The policy allows only this origin and the storage (presigned PUTs and the pictures
 /// themselves), no inline script but the nonced hydration code, and WebAssembly compilation
@@ -41,6 +41,12 @@ pub fn apply_page_policy() {
     if let Ok(value) = http::HeaderValue::from_str(&policy) {
         options.insert_header(http::header::CONTENT_SECURITY_POLICY, value);
     }
+    // A page is made for one request (its nonce, and the signed-in user's data): never stored,
+    // so the back button after signing out, or a shared proxy, cannot show it to someone else.
+    options.insert_header(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
 }
 
 /// The host the browser asked for (the `Host` header, without its port): where the watch loop's

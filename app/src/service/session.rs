@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 
 use http::HeaderMap;
 
-use super::auth::{cookie, refresh_cookie_header, session_cookie_header, REFRESH_COOKIE};
+use super::auth::{
+    clear_legacy_refresh_cookie, cookie, refresh_cookie_header, session_cookie_header,
+    REFRESH_COOKIE,
+};
 use super::limits::too_many;
 use super::ports::{RefreshOutcome, SignInOutcome, Tokens};
 use super::throttle::Verdict;
@@ -127,7 +130,7 @@ impl AppState {
         req: RefreshRequest,
         headers: &HeaderMap,
     ) -> Result<WithCookies<LoginResponse>, ApiError> {
-        let token = refresh_token(&req, headers).ok_or_else(ApiError::unauthenticated)?;
+        let token = self.refresh_token(&req, headers).ok_or_else(ApiError::unauthenticated)?;
         match self.directory.refresh(token).await? {
             RefreshOutcome::Refreshed(tokens) => Ok(self.session(tokens)),
             RefreshOutcome::Refused => Err(ApiError::unauthenticated()),
@@ -138,10 +141,20 @@ impl AppState {
     /// Revokes the refresh token (from the body, else the browser's cookie), so that signing
     /// out really ends the session: a refresh with it afterwards is a 401.
     pub async fn sign_out(&self, req: RefreshRequest, headers: &HeaderMap) -> Result<(), ApiError> {
-        match refresh_token(&req, headers) {
+        match self.refresh_token(&req, headers) {
             Some(token) => Ok(self.directory.revoke(token).await?),
             None => Ok(()),
         }
+    }
+
+    /// The refresh token of a request: API clients send it in the body, the browser app as a
+    /// cookie.
+    fn refresh_token<'r>(&self, req: &'r RefreshRequest, headers: &'r HeaderMap) -> Option<&'r str> {
+        req.refresh_token
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .or_else(|| cookie(headers, REFRESH_COOKIE, self.settings.secure_cookies))
     }
 
     /// The `Set-Cookie` values that end the browser session.
@@ -150,6 +163,7 @@ impl AppState {
         vec![
             session_cookie_header("", 0, secure),
             refresh_cookie_header("", 0, secure),
+            clear_legacy_refresh_cookie(),
         ]
     }
 
@@ -167,6 +181,7 @@ impl AppState {
                 secure,
             ));
         }
+        cookies.push(clear_legacy_refresh_cookie());
         let response = LoginResponse {
             access_token: tokens.access_token,
             id_token: tokens.id_token,
@@ -178,11 +193,4 @@ impl AppState {
     }
 }
 
-/// The refresh token of a request: API clients send it in the body, the browser app as a cookie.
-fn refresh_token<'r>(req: &'r RefreshRequest, headers: &'r HeaderMap) -> Option<&'r str> {
-    req.refresh_token
-        .as_deref()
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .or_else(|| cookie(headers, REFRESH_COOKIE))
-}
+

@@ -94,6 +94,10 @@ impl TestApp {
         // The set-up's storage first, so that a test's own variables win over it.
         let mut env: HashMap<String, String> = external_s3_vars().into_iter().collect();
         env.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        // Tests that take a part down ask `/readyz` right after: each probe checks afresh, unless
+        // the test is about the cache.
+        env.entry("PORTRAIT_READINESS_CACHE_MS".into())
+            .or_insert_with(|| "0".into());
         env.insert(
             "PORTRAIT_DATA_DIR".into(),
             data_dir.path().display().to_string(),
@@ -132,11 +136,17 @@ impl TestApp {
     }
 
     async fn launch(
-        env: HashMap<String, String>,
+        mut env: HashMap<String, String>,
         data_dir: tempfile::TempDir,
         postgres: Option<TestDatabase>,
         cognito: Option<TestPool>,
     ) -> Self {
+        // The embedded issuer runs beside an external part only when asked for by name: the
+        // mixed set-up (PostgreSQL with the embedded issuer) asks.
+        if postgres.is_some() && !env.contains_key("COGNITO_USER_POOL_ID") {
+            env.entry("PORTRAIT_IDENTITY".into())
+                .or_insert_with(|| "embedded".into());
+        }
         let leptos = LeptosOptions::builder()
             .output_name("portrait")
             .site_root("target/site")
