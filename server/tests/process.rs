@@ -89,6 +89,14 @@ impl Server {
         login["accessToken"].as_str().unwrap().to_owned()
     }
 
+    /// An upload URL for a JPEG of `length` bytes.
+    async fn grant(&self, http: &reqwest::Client, token: &str, length: usize) -> Value {
+        let body =
+            json!({ "fileName": "me.jpg", "contentType": "image/jpeg", "contentLength": length });
+        let path = "/api/auth/user/picture/upload-url";
+        self.post(http, path, Some(token), body).await
+    }
+
     /// POSTs JSON and returns the JSON answer.
     async fn post(
         &self,
@@ -137,15 +145,7 @@ async fn logs_are_json_lines_with_request_ids_and_no_secrets_and_sigterm_loses_n
 
     let token = server.sign_in(&http).await;
     let picture = jpeg();
-    let body = json!({ "fileName": "me.jpg", "contentType": "image/jpeg", "contentLength": picture.len() });
-    let grant = server
-        .post(
-            &http,
-            "/api/auth/user/picture/upload-url",
-            Some(&token),
-            body,
-        )
-        .await;
+    let grant = server.grant(&http, &token, picture.len()).await;
     let put = http
         .put(grant["uploadUrl"].as_str().unwrap())
         .header("content-type", "image/jpeg")
@@ -312,15 +312,7 @@ async fn a_storage_that_accepts_and_never_answers_is_a_503_naming_it() {
     .await;
     let token = server.sign_in(&http).await;
     // Issuing a URL needs no round trip to the storage; confirming it does.
-    let body = json!({ "fileName": "me.jpg", "contentType": "image/jpeg", "contentLength": 100 });
-    let grant = server
-        .post(
-            &http,
-            "/api/auth/user/picture/upload-url",
-            Some(&token),
-            body,
-        )
-        .await;
+    let grant = server.grant(&http, &token, 100).await;
     let confirm = http
         .post(format!("{}/api/auth/user/picture/uploaded", server.base))
         .bearer_auth(&token)

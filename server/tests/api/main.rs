@@ -7,6 +7,6 @@ mod helpers;
 mod operations;
 mod pictures;
 mod resilience;
-mod signin;
 mod servers;
+mod signin;
 mod timeouts;

@@ -154,7 +154,11 @@ async fn confirms_deletes_and_sweeps_racing_across_two_servers_leave_one_consist
     assert_eq!(confirmed.status(), StatusCode::OK);
     // The confirm keeps a copy under a key of its own, which no upload URL can write.
     let body: serde_json::Value = confirmed.json().await.unwrap();
-    let stored = key_in_url(body["profile"]["pictureUrl"].as_str().expect("a picture URL"));
+    let stored = key_in_url(
+        body["profile"]["pictureUrl"]
+            .as_str()
+            .expect("a picture URL"),
+    );
     settle(&a, &b).await;
     assert_eq!(
         assert_consistent(&a, &b, &id).await,
