@@ -130,7 +130,9 @@ impl AppState {
         req: RefreshRequest,
         headers: &HeaderMap,
     ) -> Result<WithCookies<LoginResponse>, ApiError> {
-        let token = self.refresh_token(&req, headers).ok_or_else(ApiError::unauthenticated)?;
+        let token = self
+            .refresh_token(&req, headers)
+            .ok_or_else(ApiError::unauthenticated)?;
         match self.directory.refresh(token).await? {
             RefreshOutcome::Refreshed(tokens) => Ok(self.session(tokens)),
             RefreshOutcome::Refused => Err(ApiError::unauthenticated()),
@@ -149,7 +151,11 @@ impl AppState {
 
     /// The refresh token of a request: API clients send it in the body, the browser app as a
     /// cookie.
-    fn refresh_token<'r>(&self, req: &'r RefreshRequest, headers: &'r HeaderMap) -> Option<&'r str> {
+    fn refresh_token<'r>(
+        &self,
+        req: &'r RefreshRequest,
+        headers: &'r HeaderMap,
+    ) -> Option<&'r str> {
         req.refresh_token
             .as_deref()
             .map(str::trim)
@@ -192,5 +198,3 @@ impl AppState {
         (response, cookies)
     }
 }
-
-
