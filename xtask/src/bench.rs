@@ -30,7 +30,7 @@ pub fn run(root: &Path, args: &[String]) -> Result {
         None
     };
     ensure_wrk()?;
-    Command::new("cargo")
+    crate::cargo_free(Command::new("cargo"))
         .args(["build", "--release", "-p", "server", "--bin", "portrait"])
         .current_dir(root)
         .status_ok()?;

@@ -292,7 +292,7 @@ impl Tools {
             self.root.join("end2end/node_modules/.bin"),
         ];
         path.extend(env::split_paths(&env::var_os("PATH").unwrap_or_default()));
-        let mut cmd = Command::new(program);
+        let mut cmd = cargo_free(Command::new(program));
         cmd.args(args)
             .env("PATH", env::join_paths(path).expect("valid PATH"))
             .current_dir(&self.root);
@@ -457,4 +457,27 @@ impl StatusOk for Command {
             ))
         }
     }
+}
+
+/// `cmd` without the variables `cargo run` gave this xtask about itself. A cargo started with
+/// them hands them on, and a build script that watches one sees a change against a build
+/// started from a shell: a release build from `cargo xtask` after a plain `cargo build
+/// --release` (or the other way round) was seen to rebuild from the C crypto libraries up.
+pub(crate) fn cargo_free(mut cmd: Command) -> Command {
+    for (name, _) in env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_PKG_")
+            || matches!(
+                &*name,
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+            )
+        {
+            cmd.env_remove(&*name);
+        }
+    }
+    cmd
 }
