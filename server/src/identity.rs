@@ -14,12 +14,14 @@ use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use app::domain::UserId;
-use app::service::ports::{Part, PortError, PortResult, TokenRejected, TokenVerifier};
+use app::service::ports::{Part, PortError, PortResult, TokenError, TokenRejected, TokenVerifier};
 use async_trait::async_trait;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use tokio::sync::{watch, Mutex};
+
+use crate::config::OutboundTimeouts;
 
 /// Clock skew tolerated on `exp`, `nbf` and `iat`.
 const LEEWAY_SECS: u64 = 30;
@@ -109,8 +111,13 @@ fn now_unix() -> u64 {
 
 impl JwksVerifier {
     /// Starts the scheduled refresh (the first fetch at once); needs a Tokio runtime.
-    pub fn new(jwks_url: String, issuer: String, client_id: String) -> Self {
-        Self::with_timing(jwks_url, issuer, client_id, JwksTiming::default())
+    pub fn new(
+        jwks_url: String,
+        issuer: String,
+        client_id: String,
+        outbound: OutboundTimeouts,
+    ) -> Self {
+        Self::with_timing(jwks_url, issuer, client_id, JwksTiming::default(), outbound)
     }
 
     pub fn with_timing(
@@ -118,14 +125,15 @@ impl JwksVerifier {
         issuer: String,
         client_id: String,
         timing: JwksTiming,
+        outbound: OutboundTimeouts,
     ) -> Self {
         let inner = Arc::new(Inner {
             // No idle connection is kept: a fetch comes every few minutes, and a kept-alive
             // connection would hold one of the provider's connection slots in between (the
             // embedded issuer's JWKS is served by this server's own, capped listener).
             http: reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(2))
-                .timeout(Duration::from_secs(5))
+                .connect_timeout(outbound.connect)
+                .timeout(outbound.operation)
                 .pool_max_idle_per_host(0)
                 .build()
                 .expect("a default HTTP client always builds"),
@@ -275,22 +283,38 @@ impl Inner {
             .await
     }
 
-    async fn key_for(&self, kid: &str) -> Result<DecodingKey, TokenRejected> {
+    async fn key_for(&self, kid: &str) -> Result<DecodingKey, TokenError> {
         if let Some(key) = self.current_key(kid) {
             return Ok(key);
         }
         // A rotation, a forgery, or keys not loaded yet: fetch, unless that was just tried.
         self.fetch_if_due(self.timing.unknown_kid_every).await;
-        self.current_key(kid)
-            .ok_or_else(|| TokenRejected(format!("unknown kid {kid}")))
+        if let Some(key) = self.current_key(kid) {
+            return Ok(key);
+        }
+        // With current keys in hand, a `kid` that is not among them is not the provider's.
+        // Without them nothing can be told apart: the provider is out of reach, and saying so
+        // (a 503) beats sending every user back to the sign-in page.
+        if self.usable() {
+            Err(TokenRejected(format!("unknown kid {kid}")).into())
+        } else {
+            Err(self.keys_unavailable().into())
+        }
     }
 
-    async fn verify_fully(&self, token: &str) -> Result<Verified, TokenRejected> {
+    fn keys_unavailable(&self) -> PortError {
+        PortError::new(
+            Part::Directory,
+            format!("no current signing keys from {}", self.jwks_url),
+        )
+    }
+
+    async fn verify_fully(&self, token: &str) -> Result<Verified, TokenError> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| TokenRejected(e.to_string()))?;
         // Checked before any key lookup: `none`, HS256 and friends never get further.
         if header.alg != Algorithm::RS256 {
-            return Err(TokenRejected(format!("algorithm {:?}", header.alg)));
+            return Err(TokenRejected(format!("algorithm {:?}", header.alg)).into());
         }
         let kid = header.kid.ok_or_else(|| TokenRejected("no kid".into()))?;
         let key = self.key_for(&kid).await?;
@@ -308,13 +332,13 @@ impl Inner {
 
         // Issued in the future: forged, or signed by a clock we should not trust.
         if claims.iat > now_unix() + LEEWAY_SECS {
-            return Err(TokenRejected(format!("iat {} in the future", claims.iat)));
+            return Err(TokenRejected(format!("iat {} in the future", claims.iat)).into());
         }
         if claims.token_use != "access" {
-            return Err(TokenRejected(format!("token_use {}", claims.token_use)));
+            return Err(TokenRejected(format!("token_use {}", claims.token_use)).into());
         }
         if claims.client_id.as_deref() != Some(self.client_id.as_str()) {
-            return Err(TokenRejected("client_id mismatch".into()));
+            return Err(TokenRejected("client_id mismatch".into()).into());
         }
         let id = UserId::parse(claims.sub).map_err(|e| TokenRejected(e.0))?;
         Ok(Verified {
@@ -327,7 +351,7 @@ impl Inner {
 
 #[async_trait]
 impl TokenVerifier for JwksVerifier {
-    async fn verify_access_token(&self, token: &str) -> Result<UserId, TokenRejected> {
+    async fn verify_access_token(&self, token: &str) -> Result<UserId, TokenError> {
         let inner = &self.inner;
         let cached = inner
             .verified
@@ -358,10 +382,7 @@ impl TokenVerifier for JwksVerifier {
         if inner.usable() {
             Ok(())
         } else {
-            Err(PortError::new(
-                Part::Directory,
-                format!("no current signing keys from {}", inner.jwks_url),
-            ))
+            Err(inner.keys_unavailable())
         }
     }
 }
@@ -462,6 +483,7 @@ mod tests {
                 ISSUER.into(),
                 LOCAL_CLIENT_ID.into(),
                 timing,
+                OutboundTimeouts::default(),
             )
         }
     }

@@ -112,25 +112,26 @@ impl Application {
 
         let identity = match &config.identity {
             IdentityConfig::Embedded => {
-                Identity::embedded(&config.data_dir, &db, &self_origin).await?
+                Identity::embedded(&config.data_dir, &db, &self_origin, config.outbound).await?
             }
             IdentityConfig::Cognito(cognito) => {
-                Identity::cognito(cognito, aws.as_ref().expect("loaded for Cognito"))
+                let aws = aws.as_ref().expect("loaded for Cognito");
+                Identity::cognito(cognito, aws, config.outbound)
             }
         };
 
         let storage_origin = storage_origin(storage.as_ref()).await?;
-        let limits = Arc::new(upload_limits(&config, &db));
+        let (limits, allowance) = upload_limits(&config);
         let state = AppState {
-            users: Arc::new(SqlUserStore::new(db)),
+            users: Arc::new(SqlUserStore::new(db, allowance)),
             storage: storage.clone(),
             directory: identity.directory.clone(),
             tokens: identity.tokens,
             metrics: Arc::new(Metrics::default()),
             sign_in_throttle: Arc::new(SignInThrottle::default()),
             user_status: Arc::new(UserStatusCache::new(config.user_status_ttl)),
-            limits,
-            settings: Settings {
+            limits: Arc::new(limits),
+            settings: Arc::new(Settings {
                 upload_url_ttl: config.upload_url_ttl,
                 read_url_ttl: config.read_url_ttl,
                 secure_cookies: config.secure_cookies,
@@ -257,6 +258,7 @@ impl Identity {
         data_dir: &std::path::Path,
         db: &Database,
         self_origin: &str,
+        outbound: OutboundTimeouts,
     ) -> Result<Self, BoxError> {
         let issuer_url = format!("{self_origin}/issuer");
         let issuer = Arc::new(LocalIssuer::load_or_create(data_dir, issuer_url.clone())?);
@@ -269,6 +271,7 @@ impl Identity {
                 format!("{issuer_url}/.well-known/jwks.json"),
                 issuer_url,
                 LOCAL_CLIENT_ID.to_owned(),
+                outbound,
             )),
             routes: Router::new().route(
                 "/issuer/.well-known/jwks.json",
@@ -285,7 +288,11 @@ impl Identity {
         })
     }
 
-    fn cognito(config: &CognitoConfig, aws: &aws_config::SdkConfig) -> Self {
+    fn cognito(
+        config: &CognitoConfig,
+        aws: &aws_config::SdkConfig,
+        outbound: OutboundTimeouts,
+    ) -> Self {
         let mut builder = aws_sdk_cognitoidentityprovider::config::Builder::from(aws)
             .region(aws_config::Region::new(config.region.clone()));
         if let Some(url) = &config.endpoint_url {
@@ -302,6 +309,7 @@ impl Identity {
                 config.jwks_url.clone(),
                 config.issuer.clone(),
                 config.client_id.clone(),
+                outbound,
             )),
             routes: Router::new(),
             demo_accounts: Vec::new(),

@@ -351,6 +351,34 @@ async fn a_cognito_that_accepts_and_never_answers_is_a_503_naming_the_directory(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jwks_that_accepts_and_never_answers_is_a_503_naming_the_directory() {
+    let (_data, server, http) = start_against_black_hole(|endpoint| {
+        vec![
+            ("COGNITO_USER_POOL_ID", "us-east-1_BlackHole".into()),
+            ("COGNITO_CLIENT_ID", "portrait".into()),
+            ("COGNITO_ENDPOINT_URL", endpoint.into()),
+            (
+                "COGNITO_JWKS_URL",
+                format!("{endpoint}/.well-known/jwks.json"),
+            ),
+        ]
+    })
+    .await;
+    // Shaped like a provider's token (RS256, a `kid`): with no keys to hold it against, the
+    // server cannot tell a forgery from a real one, and must not send the user to sign in.
+    let token = "eyJhbGciOiJSUzI1NiIsImtpZCI6InBvcnRyYWl0LXRlc3QifQ.e30.c2lnbmF0dXJl";
+    let profile = http
+        .get(format!("{}/api/auth/user/profile", server.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("an answer, not a hung request");
+    let (status, text) = message(profile).await;
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains("directory"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_that_never_ends_does_not_hold_the_process_past_the_shutdown_grace() {
     use tokio::io::AsyncWriteExt;
     let data = tempfile::tempdir().unwrap();

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use http::header::{AUTHORIZATION, COOKIE};
 use http::HeaderMap;
 
-use super::ports::UserStore;
+use super::ports::{TokenError, UserStore};
 use super::AppState;
 use crate::domain::UserId;
 use crate::error::ApiError;
@@ -46,9 +46,12 @@ impl AuthUser {
             .tokens
             .verify_access_token(token)
             .await
-            .map_err(|rejected| {
-                tracing::debug!(%rejected, "refused a token");
-                ApiError::unauthenticated()
+            .map_err(|e| match e {
+                TokenError::Rejected(rejected) => {
+                    tracing::debug!(%rejected, "refused a token");
+                    ApiError::unauthenticated()
+                }
+                TokenError::Unavailable(e) => e.into(),
             })?;
         // A valid token is not enough: the user's row must exist and be active, so that an
         // administrator who disables an account stops its tokens (within the cache's life).

@@ -327,10 +327,22 @@ pub trait Directory: Send + Sync {
 #[error("token rejected: {0}")]
 pub struct TokenRejected(pub String);
 
+/// Why a token was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// The token is not valid: its holder must sign in again.
+    #[error(transparent)]
+    Rejected(#[from] TokenRejected),
+    /// It could not be checked: the identity provider's keys are out of reach. Not the
+    /// client's fault, so not a reason to send it back to the sign-in page.
+    #[error(transparent)]
+    Unavailable(#[from] PortError),
+}
+
 #[async_trait]
 pub trait TokenVerifier: Send + Sync {
     /// Checks signature, issuer, client, expiry and token use, and returns the subject.
-    async fn verify_access_token(&self, token: &str) -> Result<UserId, TokenRejected>;
+    async fn verify_access_token(&self, token: &str) -> Result<UserId, TokenError>;
     /// Whether tokens can be verified now (the identity provider's keys are at hand and
     /// current), for readiness checks.
     async fn ready(&self) -> PortResult<()>;
