@@ -74,7 +74,7 @@ pub async fn logout(#[server(flatten)] req: RefreshRequest) -> Result<MessageRes
 /// with a real identity provider. Public, like the sign-in page that shows them.
 #[server(prefix = "/api", endpoint = "auth/demo-accounts", input = server_fn::codec::GetUrl, output = server_fn::codec::Json)]
 pub async fn demo_accounts() -> Result<Vec<DemoAccount>, ApiError> {
-    respond(async move { Ok(AppState::current()?.settings.demo_accounts) }).await
+    respond(async move { Ok(AppState::current()?.settings.demo_accounts.clone()) }).await
 }
 
 #[server(prefix = "/api", endpoint = "auth/user/profile", input = server_fn::codec::GetUrl, output = server_fn::codec::Json)]

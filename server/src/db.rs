@@ -15,6 +15,8 @@ use sqlx::{AnyPool, Executor, Row};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::rate::Gcra;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 fn db_error(e: impl Into<app::service::ports::BoxError>) -> PortError {
@@ -125,10 +127,11 @@ pub struct SqlUserStore {
 }
 
 impl SqlUserStore {
-    /// Needs a Tokio runtime: it starts the ledger writer.
-    pub fn new(db: Database) -> Self {
+    /// Needs a Tokio runtime: it starts the ledger writer. With `allowance`, the ledger also
+    /// keeps each user's allowance of upload URLs, in the database (see `rate.rs`).
+    pub fn new(db: Database, allowance: Option<Gcra>) -> Self {
         let (ledger, writes) = mpsc::channel(LEDGER_BATCH * 4);
-        tokio::spawn(write_ledger(db.clone(), writes));
+        tokio::spawn(write_ledger(db.clone(), allowance, writes));
         Self { db, ledger }
     }
 }
@@ -149,9 +152,19 @@ const LEDGER_BATCH: usize = 256;
 /// batch is being written wait for the next one, and each batch is a single multi-row INSERT:
 /// one round trip to the database and one commit for all of them, instead of one per request.
 /// Under no load a batch is a single row, so nothing waits.
-async fn write_ledger(db: Database, mut writes: mpsc::Receiver<LedgerWrite>) {
+async fn write_ledger(
+    db: Database,
+    allowance: Option<Gcra>,
+    mut writes: mpsc::Receiver<LedgerWrite>,
+) {
     let mut batch = Vec::with_capacity(LEDGER_BATCH);
     while writes.recv_many(&mut batch, LEDGER_BATCH).await > 0 {
+        if let Some(rule) = allowance {
+            take_allowance(&db, rule, &mut batch).await;
+            if batch.is_empty() {
+                continue;
+            }
+        }
         if batch.iter().any(|write| write.max_pending.is_some()) {
             let outcomes = insert_capped(&db, &batch).await;
             for (write, outcome) in batch.drain(..).zip(outcomes) {
@@ -181,6 +194,33 @@ async fn write_ledger(db: Database, mut writes: mpsc::Receiver<LedgerWrite>) {
             }
         }
     }
+}
+
+/// Takes one URL from each write's user's allowance, answers the writes it refuses (or all of
+/// them, if the database fails) and leaves the rest in `batch`.
+async fn take_allowance(db: &Database, rule: Gcra, batch: &mut Vec<LedgerWrite>) {
+    let users: Vec<&str> = batch.iter().map(|w| w.upload.user_id.as_str()).collect();
+    let outcomes = match crate::rate::take(&db.write, rule, &users).await {
+        Ok(outcomes) => outcomes,
+        Err(e) => {
+            let e = e.to_string();
+            for write in batch.drain(..) {
+                let _ = write.reply.send(Err(db_error(e.clone())));
+            }
+            return;
+        }
+    };
+    let mut outcomes = outcomes.into_iter();
+    let mut granted = Vec::with_capacity(batch.len());
+    for (write, outcome) in batch.drain(..).zip(&mut outcomes) {
+        match outcome {
+            Ok(()) => granted.push(write),
+            Err(wait) => {
+                let _ = write.reply.send(Ok(Recorded::TooFast(wait)));
+            }
+        }
+    }
+    *batch = granted;
 }
 
 /// A batch with a cap on uploads in progress: in one transaction, the users' rows are locked

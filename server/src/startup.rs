@@ -33,7 +33,7 @@ use crate::http::{
     BODY_LIMIT_BYTES,
 };
 use crate::identity::JwksVerifier;
-use crate::rate::SqlUploadAllowance;
+use crate::rate::Gcra;
 use crate::storage::S3Storage;
 
 pub struct Application {
@@ -142,7 +142,7 @@ impl Application {
                     leptos.reload_external_port.unwrap_or(leptos.reload_port)
                 }),
                 demo_accounts: identity.demo_accounts,
-            },
+            }),
         };
         let health = crate::health::routes(state.clone(), config.readiness_cache);
         let router = router(
@@ -200,13 +200,16 @@ impl Application {
 }
 
 /// The per-user limits on upload URLs. On PostgreSQL the allowance lives in the database,
-/// which every server shares; SQLite is the single-server default, where memory suffices.
-fn upload_limits(config: &Config, db: &Database) -> UploadLimits {
+/// which every server shares, and the ledger takes from it as it records each upload; SQLite is
+/// the single-server default, where memory suffices.
+fn upload_limits(config: &Config) -> (UploadLimits, Option<Gcra>) {
+    let max_pending = config.max_pending_uploads;
     if config.database_url.expose().starts_with("postgres") {
-        let allowance = SqlUploadAllowance::new(db.write.clone(), config.upload_urls_per_minute);
-        UploadLimits::with_allowance(Arc::new(allowance), config.max_pending_uploads)
+        let allowance = Gcra::per_minute(config.upload_urls_per_minute);
+        (UploadLimits::kept_by_ledger(max_pending), Some(allowance))
     } else {
-        UploadLimits::new(config.upload_urls_per_minute, config.max_pending_uploads)
+        let limits = UploadLimits::in_memory(config.upload_urls_per_minute, max_pending);
+        (limits, None)
     }
 }
 

@@ -76,7 +76,9 @@ pub struct AppState {
     pub sign_in_throttle: Arc<SignInThrottle>,
     /// Users' `status`, briefly remembered (see `UserStatusCache`).
     pub user_status: Arc<UserStatusCache>,
-    pub settings: Settings,
+    /// Behind an `Arc` like the rest: the state is cloned into every request's context, and
+    /// a clone of the settings' strings each time was a measurable share of `upload-url`.
+    pub settings: Arc<Settings>,
 }
 
 impl AppState {

@@ -106,7 +106,7 @@ impl AppState {
         check_file_name(&req.file_name)?;
         let content_type = ImageContentType::parse(&req.content_type)?;
         let length = req.content_length.map(ContentLength::parse).transpose()?;
-        self.limits.check_rate(&user.id).await?;
+        self.limits.check_rate(&user.id)?;
         let now = OffsetDateTime::now_utc();
         let key = fresh_key(&user.id, KeyKind::Upload, content_type, now);
         let ttl = self.settings.upload_url_ttl;
@@ -138,6 +138,7 @@ impl AppState {
                     ttl,
                 ))
             }
+            Recorded::TooFast(wait) => return Err(super::limits::too_fast(wait)),
         }
         self.metrics.upload_urls.inc();
         tracing::info!(user = %user.id, key = %key, "upload URL issued");

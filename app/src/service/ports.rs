@@ -103,6 +103,9 @@ pub enum Recorded {
     NoUser,
     /// The user already has as many uploads in progress as the cap allows.
     TooManyPending,
+    /// The user has used up their allowance of upload URLs, where the ledger keeps it
+    /// (`UploadLimits::kept_by_ledger`); one is due after this long.
+    TooFast(Duration),
 }
 
 /// A ledger entry whose URL has expired and whose user's prefix was not audited since.
@@ -147,7 +150,9 @@ pub trait UserStore: Send + Sync {
     /// Adds an issued URL to the ledger, unless the user already has `max_pending` uploads that
     /// are neither confirmed nor expired at `now`. The count and the insert are one atomic
     /// step, also across servers sharing the database, so parallel requests cannot overshoot
-    /// the cap. Issuing a URL needs no separate read of the user.
+    /// the cap. A store that keeps the users' allowance of URLs (one shared by several
+    /// servers) takes from it in the same step. Issuing a URL needs no separate read of the
+    /// user.
     async fn record_upload(
         &self,
         upload: &IssuedUpload,
@@ -200,15 +205,6 @@ pub trait UserStore: Send + Sync {
     ) -> PortResult<()>;
     /// Deletes at most `limit` audited ledger entries audited before `before`; returns how many.
     async fn prune_ledger(&self, before: OffsetDateTime, limit: u32) -> PortResult<u64>;
-}
-
-/// Each user's allowance of upload URLs: `per_minute` of them, in bursts of up to a whole
-/// minute's worth (the generic cell rate algorithm). Kept in memory for one server, or in the
-/// shared database when several serve the same users.
-#[async_trait]
-pub trait UploadAllowance: Send + Sync {
-    /// Takes one URL from the user's allowance; `Err(wait)` when none is left for that long.
-    async fn take(&self, user: &UserId) -> PortResult<Result<(), Duration>>;
 }
 
 /// A request the browser makes directly against the storage.
