@@ -102,17 +102,18 @@ fn test(root: &Path) -> Result {
     drop((moto, garage, postgres));
     check_wasm_dependencies(&tools)?;
     lint_deployment(&tools)?;
-    end_to_end(&tools, Build::Split)?;
+    end_to_end(&tools, Build::Release)?;
     // The command as a Leptos developer types it must give a working site as well: a debug build
     // without `--split`, served to the one spec that checks hydration and the editor.
     end_to_end(&tools, Build::Plain)
 }
 
-/// How the WASM is built for the browser tests; the specs are told (`PORTRAIT_E2E_BUILD`).
+/// How the site is built for the browser tests; the specs are told which WASM they get
+/// (`PORTRAIT_E2E_BUILD`).
 #[derive(Clone, Copy)]
 enum Build {
-    /// With `--split`, as `run` and the release: the whole suite.
-    Split,
+    /// What ships, as `build-release` makes it (release, `--split`, wasm-opt): the whole suite.
+    Release,
     /// `cargo leptos end-to-end` exactly as typed: `end2end/tests/build.spec.ts` alone.
     Plain,
 }
@@ -121,7 +122,7 @@ enum Build {
 /// seeded, nothing left over from a previous run or from `cargo xtask run`.
 fn end_to_end(tools: &Tools, build: Build) -> Result {
     let (name, args): (&str, &[&str]) = match build {
-        Build::Split => ("split", &["leptos", "end-to-end", SPLIT]),
+        Build::Release => ("split", &["leptos", "end-to-end", "--release", SPLIT]),
         Build::Plain => ("plain", &["leptos", "end-to-end"]),
     };
     println!("Browser tests, {name} build");
