@@ -329,16 +329,18 @@ async fn a_storage_that_accepts_and_never_answers_is_a_503_naming_it() {
     );
 }
 
+/// Cognito configured with `endpoint` standing in for it.
+fn cognito_at(endpoint: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("COGNITO_USER_POOL_ID", "us-east-1_BlackHole".into()),
+        ("COGNITO_CLIENT_ID", "portrait".into()),
+        ("COGNITO_ENDPOINT_URL", endpoint.into()),
+    ]
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cognito_that_accepts_and_never_answers_is_a_503_naming_the_directory() {
-    let (_data, server, http) = start_against_black_hole(|endpoint| {
-        vec![
-            ("COGNITO_USER_POOL_ID", "us-east-1_BlackHole".into()),
-            ("COGNITO_CLIENT_ID", "portrait".into()),
-            ("COGNITO_ENDPOINT_URL", endpoint.into()),
-        ]
-    })
-    .await;
+    let (_data, server, http) = start_against_black_hole(cognito_at).await;
     let login = http
         .post(format!("{}/api/auth/login", server.base))
         .json(&json!({ "email": "ada@example.com", "password": "portrait-demo" }))
@@ -352,18 +354,8 @@ async fn a_cognito_that_accepts_and_never_answers_is_a_503_naming_the_directory(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_jwks_that_accepts_and_never_answers_is_a_503_naming_the_directory() {
-    let (_data, server, http) = start_against_black_hole(|endpoint| {
-        vec![
-            ("COGNITO_USER_POOL_ID", "us-east-1_BlackHole".into()),
-            ("COGNITO_CLIENT_ID", "portrait".into()),
-            ("COGNITO_ENDPOINT_URL", endpoint.into()),
-            (
-                "COGNITO_JWKS_URL",
-                format!("{endpoint}/.well-known/jwks.json"),
-            ),
-        ]
-    })
-    .await;
+    // The JWKS is the stand-in's too: `{COGNITO_ENDPOINT_URL}/{pool}/.well-known/jwks.json`.
+    let (_data, server, http) = start_against_black_hole(cognito_at).await;
     // Shaped like a provider's token (RS256, a `kid`): with no keys to hold it against, the
     // server cannot tell a forgery from a real one, and must not send the user to sign in.
     let token = "eyJhbGciOiJSUzI1NiIsImtpZCI6InBvcnRyYWl0LXRlc3QifQ.e30.c2lnbmF0dXJl";
