@@ -210,9 +210,8 @@ async fn take_allowance(db: &Database, rule: Gcra, batch: &mut Vec<LedgerWrite>)
             return;
         }
     };
-    let mut outcomes = outcomes.into_iter();
     let mut granted = Vec::with_capacity(batch.len());
-    for (write, outcome) in batch.drain(..).zip(&mut outcomes) {
+    for (write, outcome) in batch.drain(..).zip(outcomes) {
         match outcome {
             Ok(()) => granted.push(write),
             Err(wait) => {

@@ -329,6 +329,14 @@ async fn a_storage_that_accepts_and_never_answers_is_a_503_naming_it() {
     );
 }
 
+/// Sends `request`, which must be answered (not hang) with a 503 that names the directory.
+async fn assert_a_503_naming_the_directory(request: reqwest::RequestBuilder) {
+    let response = request.send().await.expect("an answer, not a hung request");
+    let (status, text) = message(response).await;
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains("directory"), "{text}");
+}
+
 /// Cognito configured with `endpoint` standing in for it.
 fn cognito_at(endpoint: &str) -> Vec<(&'static str, String)> {
     vec![
@@ -343,13 +351,8 @@ async fn a_cognito_that_accepts_and_never_answers_is_a_503_naming_the_directory(
     let (_data, server, http) = start_against_black_hole(cognito_at).await;
     let login = http
         .post(format!("{}/api/auth/login", server.base))
-        .json(&json!({ "email": "ada@example.com", "password": "portrait-demo" }))
-        .send()
-        .await
-        .expect("an answer, not a hung request");
-    let (status, text) = message(login).await;
-    assert_eq!(status, 503, "{text}");
-    assert!(text.contains("directory"), "{text}");
+        .json(&json!({ "email": "ada@example.com", "password": "portrait-demo" }));
+    assert_a_503_naming_the_directory(login).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -361,13 +364,8 @@ async fn a_jwks_that_accepts_and_never_answers_is_a_503_naming_the_directory() {
     let token = "eyJhbGciOiJSUzI1NiIsImtpZCI6InBvcnRyYWl0LXRlc3QifQ.e30.c2lnbmF0dXJl";
     let profile = http
         .get(format!("{}/api/auth/user/profile", server.base))
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("an answer, not a hung request");
-    let (status, text) = message(profile).await;
-    assert_eq!(status, 503, "{text}");
-    assert!(text.contains("directory"), "{text}");
+        .bearer_auth(token);
+    assert_a_503_naming_the_directory(profile).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
