@@ -15,7 +15,7 @@ use sqlx::{AnyPool, Executor, Row};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::rate::Gcra;
+use crate::rate::SharedAllowance;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -129,7 +129,7 @@ pub struct SqlUserStore {
 impl SqlUserStore {
     /// Needs a Tokio runtime: it starts the ledger writer. With `allowance`, the ledger also
     /// keeps each user's allowance of upload URLs, in the database (see `rate.rs`).
-    pub fn new(db: Database, allowance: Option<Gcra>) -> Self {
+    pub fn new(db: Database, allowance: Option<SharedAllowance>) -> Self {
         let (ledger, writes) = mpsc::channel(LEDGER_BATCH * 4);
         tokio::spawn(write_ledger(db.clone(), allowance, writes));
         Self { db, ledger }
@@ -154,13 +154,13 @@ const LEDGER_BATCH: usize = 256;
 /// Under no load a batch is a single row, so nothing waits.
 async fn write_ledger(
     db: Database,
-    allowance: Option<Gcra>,
+    mut allowance: Option<SharedAllowance>,
     mut writes: mpsc::Receiver<LedgerWrite>,
 ) {
     let mut batch = Vec::with_capacity(LEDGER_BATCH);
     while writes.recv_many(&mut batch, LEDGER_BATCH).await > 0 {
-        if let Some(rule) = allowance {
-            take_allowance(&db, rule, &mut batch).await;
+        if let Some(allowance) = &mut allowance {
+            take_allowance(&db, allowance, &mut batch).await;
             if batch.is_empty() {
                 continue;
             }
@@ -198,9 +198,13 @@ async fn write_ledger(
 
 /// Takes one URL from each write's user's allowance, answers the writes it refuses (or all of
 /// them, if the database fails) and leaves the rest in `batch`.
-async fn take_allowance(db: &Database, rule: Gcra, batch: &mut Vec<LedgerWrite>) {
+async fn take_allowance(
+    db: &Database,
+    allowance: &mut SharedAllowance,
+    batch: &mut Vec<LedgerWrite>,
+) {
     let users: Vec<&str> = batch.iter().map(|w| w.upload.user_id.as_str()).collect();
-    let outcomes = match crate::rate::take(&db.write, rule, &users).await {
+    let outcomes = match allowance.take(&db.write, &users).await {
         Ok(outcomes) => outcomes,
         Err(e) => {
             let e = e.to_string();

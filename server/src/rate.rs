@@ -8,16 +8,26 @@
 //! takes as it grants. One user asking from many connections at once then costs one row update
 //! per batch, not one per request each waiting for the previous one's row lock, and no stage of
 //! its own that would split the batches in two.
+//!
+//! A user whose allowance is larger than one URL a second (an API client with a raised limit)
+//! and who keeps asking is also given a lease: the server asks the database for more takes than
+//! the batch needs and hands the spare ones out itself for up to a second. Each next ask doubles
+//! the spare part, up to one second of the user's steady allowance, so a busy user costs about
+//! one row update per server per second instead of one per batch. The database still grants
+//! every take, so servers together never exceed the limit; what a lease costs is that spare
+//! takes a server did not hand out within its second are lost (at most one second's allowance
+//! per server). Below 120 URLs a minute (the default is 30) no lease is ever taken and each
+//! take is the database's own decision.
 
-use std::collections::BTreeMap;
-use std::time::Duration;
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
 
 use sqlx::{AnyPool, Row};
 
 /// The generic cell rate algorithm on one user's "theoretical arrival time" (`tat`) of their
 /// next URL, in milliseconds.
 #[derive(Debug, Clone, Copy)]
-pub struct Gcra {
+struct Gcra {
     /// One URL's worth of time: a minute divided by the allowance.
     interval_ms: i64,
     /// How far ahead of now a user's allowance may already be spent: a burst of the rest.
@@ -25,7 +35,7 @@ pub struct Gcra {
 }
 
 impl Gcra {
-    pub fn per_minute(per_minute: u32) -> Self {
+    fn per_minute(per_minute: u32) -> Self {
         let per_minute = i64::from(per_minute.max(1));
         let interval_ms = (60_000 / per_minute).max(1);
         Self {
@@ -48,42 +58,150 @@ impl Gcra {
     }
 }
 
-/// Takes one URL for each of `takers` (a user once per URL asked for): one outcome each, in
-/// order. One statement when every user has a row (the steady state); a user's first take
-/// creates the row, then decides again.
-pub async fn take(
-    pool: &AnyPool,
+/// How long a server may hand out the spare takes of a lease; it remembers the size of its last
+/// ask for as long again, so that a user who keeps asking gets a growing lease.
+const LEASE: Duration = Duration::from_secs(1);
+
+/// One server's view of the shared allowance: the rule, and its leases.
+pub struct SharedAllowance {
     rule: Gcra,
-    takers: &[&str],
-) -> Result<Vec<Result<(), Duration>>, sqlx::Error> {
-    let mut wanted: BTreeMap<&str, i64> = BTreeMap::new();
-    for user in takers {
-        *wanted.entry(*user).or_default() += 1;
+    /// Most takes asked for ahead of need: one second of the steady allowance, less one (0
+    /// below 120 a minute, which turns leasing off).
+    most_ahead: i64,
+    leases: HashMap<String, Lease>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Lease {
+    /// Takes the database granted and this server has not handed out yet.
+    spare: i64,
+    /// How many takes the last ask was ahead of need; the next one asks twice as many.
+    ahead: i64,
+    /// Until when the spare takes may be handed out.
+    until: Instant,
+}
+
+/// What one user of a batch needs from the database: `short` takes for the batch, `ahead` more
+/// for the lease.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Ask {
+    short: i64,
+    ahead: i64,
+}
+
+impl SharedAllowance {
+    pub fn new(per_minute: u32) -> Self {
+        Self {
+            rule: Gcra::per_minute(per_minute),
+            most_ahead: i64::from(per_minute / 60).saturating_sub(1).max(0),
+            leases: HashMap::new(),
+        }
     }
-    let mut decided = take_many(pool, rule, &wanted).await?;
-    let missing: Vec<&str> = wanted
-        .keys()
-        .copied()
-        .filter(|user| !decided.contains_key(*user))
-        .collect();
-    if !missing.is_empty() {
-        create_rows(pool, &missing).await?;
-        wanted.retain(|user, _| missing.contains(user));
-        decided.extend(take_many(pool, rule, &wanted).await?);
-    }
-    // Each user's first `granted` takes, in arrival order, are the ones granted.
-    Ok(takers
-        .iter()
-        .map(|user| match decided.get_mut(*user) {
-            Some(Decided { granted, .. }) if *granted > 0 => {
-                *granted -= 1;
-                Ok(())
+
+    /// Takes one URL for each of `takers` (a user once per URL asked for): one outcome each,
+    /// in order. At most one statement when every user has a row (the steady state), none when
+    /// leases cover the batch; a user's first take creates the row, then decides again.
+    pub async fn take(
+        &mut self,
+        pool: &AnyPool,
+        takers: &[&str],
+    ) -> Result<Vec<Result<(), Duration>>, sqlx::Error> {
+        let now = Instant::now();
+        let mut wanted: BTreeMap<&str, i64> = BTreeMap::new();
+        for user in takers {
+            *wanted.entry(*user).or_default() += 1;
+        }
+        let (mut granted, asks) = self.lend(now, &wanted);
+        let mut decided = BTreeMap::new();
+        if !asks.is_empty() {
+            let mut asked: BTreeMap<&str, i64> = asks
+                .iter()
+                .map(|(u, ask)| (*u, ask.short + ask.ahead))
+                .collect();
+            decided = take_many(pool, self.rule, &asked).await?;
+            let missing: Vec<&str> = asked
+                .keys()
+                .copied()
+                .filter(|user| !decided.contains_key(*user))
+                .collect();
+            if !missing.is_empty() {
+                create_rows(pool, &missing).await?;
+                asked.retain(|user, _| missing.contains(user));
+                decided.extend(take_many(pool, self.rule, &asked).await?);
             }
-            Some(Decided { wait, .. }) => Err(*wait),
-            // A row that vanished between its insert and the decision: nothing to grant from.
-            None => Err(Duration::from_secs(1)),
-        })
-        .collect())
+            for (user, ask) in &asks {
+                let from_db = decided.get(*user).map_or(0, |d| d.granted);
+                *granted.entry(user).or_default() += self.settle(now, user, *ask, from_db);
+            }
+        }
+        // Each user's first `granted` takes, in arrival order, are the ones granted; the rest
+        // wait as long as the database said (or a second, for a row that vanished between its
+        // insert and the decision).
+        Ok(takers
+            .iter()
+            .map(|user| match granted.get_mut(*user) {
+                Some(n) if *n > 0 => {
+                    *n -= 1;
+                    Ok(())
+                }
+                _ => Err(decided
+                    .get(*user)
+                    .map_or(Duration::from_secs(1), |d| d.wait)),
+            })
+            .collect())
+    }
+
+    /// Hands out spare takes of the leases: how many each user gets from them, and what the
+    /// others must ask the database for.
+    fn lend<'a>(
+        &mut self,
+        now: Instant,
+        wanted: &BTreeMap<&'a str, i64>,
+    ) -> (BTreeMap<&'a str, i64>, BTreeMap<&'a str, Ask>) {
+        self.leases.retain(|_, lease| now < lease.until + LEASE);
+        let mut lent = BTreeMap::new();
+        let mut asks = BTreeMap::new();
+        for (&user, &n) in wanted {
+            let (used, ahead) = match self.leases.get_mut(user) {
+                Some(lease) => {
+                    let used = if now < lease.until {
+                        n.min(lease.spare)
+                    } else {
+                        0
+                    };
+                    lease.spare -= used;
+                    (used, (lease.ahead * 2).clamp(1, self.most_ahead))
+                }
+                None => (0, 0),
+            };
+            lent.insert(user, used);
+            if used < n {
+                asks.insert(
+                    user,
+                    Ask {
+                        short: n - used,
+                        ahead,
+                    },
+                );
+            }
+        }
+        (lent, asks)
+    }
+
+    /// Books what the database granted for `ask`: the batch's share (returned), and the rest as
+    /// the user's new lease.
+    fn settle(&mut self, now: Instant, user: &str, ask: Ask, granted: i64) -> i64 {
+        let for_batch = granted.min(ask.short);
+        if self.most_ahead > 0 {
+            let lease = Lease {
+                spare: granted - for_batch,
+                ahead: ask.ahead,
+                until: now + LEASE,
+            };
+            self.leases.insert(user.to_owned(), lease);
+        }
+        for_batch
+    }
 }
 
 /// What the database decided for one user's takes.
@@ -218,5 +336,76 @@ mod tests {
                 }
             }
         }
+    }
+
+    fn one_user(n: i64) -> BTreeMap<&'static str, i64> {
+        BTreeMap::from([("ada", n)])
+    }
+
+    #[test]
+    fn below_two_a_second_every_take_is_asked_of_the_database() {
+        let mut allowance = SharedAllowance::new(119);
+        let now = Instant::now();
+        for _ in 0..5 {
+            let (lent, asks) = allowance.lend(now, &one_user(3));
+            assert_eq!(lent["ada"], 0);
+            assert_eq!(asks["ada"], Ask { short: 3, ahead: 0 });
+            assert_eq!(allowance.settle(now, "ada", asks["ada"], 3), 3);
+        }
+        assert!(allowance.leases.is_empty());
+    }
+
+    #[test]
+    fn a_user_who_keeps_asking_gets_a_growing_lease_for_a_second() {
+        let mut allowance = SharedAllowance::new(600); // 10 a second: at most 9 ahead
+        let start = Instant::now();
+        let mut aheads = Vec::new();
+        let mut lent_total = 0;
+        for step in 0..12 {
+            let now = start + Duration::from_millis(10 * step);
+            let (lent, asks) = allowance.lend(now, &one_user(2));
+            lent_total += lent["ada"];
+            if let Some(ask) = asks.get("ada") {
+                aheads.push(ask.ahead);
+                // The database grants everything asked.
+                let granted = ask.short + ask.ahead;
+                assert_eq!(allowance.settle(now, "ada", *ask, granted), ask.short);
+            }
+        }
+        assert_eq!(aheads[..5], [0, 1, 2, 4, 8]);
+        assert!(aheads.iter().all(|ahead| *ahead <= 9), "{aheads:?}");
+        assert!(lent_total > 0);
+
+        // Spare takes are not handed out after their second, and the lease is forgotten a
+        // second later: a user who comes back starts from nothing again.
+        let spare = allowance.leases["ada"].spare;
+        let later = start + Duration::from_millis(110) + LEASE;
+        let (lent, asks) = allowance.lend(later, &one_user(1));
+        assert_eq!((lent["ada"], asks["ada"].short), (0, 1), "{spare} spare");
+        allowance.settle(later, "ada", asks["ada"], 0);
+        let (_, asks) = allowance.lend(later + 2 * LEASE, &one_user(1));
+        assert_eq!(asks["ada"], Ask { short: 1, ahead: 0 });
+    }
+
+    #[test]
+    fn leases_never_hand_out_more_than_the_database_granted() {
+        let mut allowance = SharedAllowance::new(6_000);
+        let rule = allowance.rule;
+        let (mut tat, mut from_db, mut handed) = (0, 0, 0);
+        let start = Instant::now();
+        for step in 0..2_000u64 {
+            let now = start + Duration::from_millis(step);
+            let clock = 1_700_000_000_000 + step as i64;
+            let (lent, asks) = allowance.lend(now, &one_user(1 + (step % 7) as i64));
+            handed += lent["ada"];
+            if let Some(ask) = asks.get("ada") {
+                let (granted, next) = closed_form(rule, tat, clock, ask.short + ask.ahead);
+                tat = next;
+                from_db += granted;
+                handed += allowance.settle(now, "ada", *ask, granted);
+            }
+        }
+        let spare = allowance.leases.get("ada").map_or(0, |lease| lease.spare);
+        assert_eq!(handed + spare, from_db);
     }
 }

@@ -33,7 +33,7 @@ use crate::http::{
     BODY_LIMIT_BYTES,
 };
 use crate::identity::JwksVerifier;
-use crate::rate::Gcra;
+use crate::rate::SharedAllowance;
 use crate::storage::S3Storage;
 
 pub struct Application {
@@ -202,10 +202,10 @@ impl Application {
 /// The per-user limits on upload URLs. On PostgreSQL the allowance lives in the database,
 /// which every server shares, and the ledger takes from it as it records each upload; SQLite is
 /// the single-server default, where memory suffices.
-fn upload_limits(config: &Config) -> (UploadLimits, Option<Gcra>) {
+fn upload_limits(config: &Config) -> (UploadLimits, Option<SharedAllowance>) {
     let max_pending = config.max_pending_uploads;
     if config.database_url.expose().starts_with("postgres") {
-        let allowance = Gcra::per_minute(config.upload_urls_per_minute);
+        let allowance = SharedAllowance::new(config.upload_urls_per_minute);
         (UploadLimits::kept_by_ledger(max_pending), Some(allowance))
     } else {
         let limits = UploadLimits::in_memory(config.upload_urls_per_minute, max_pending);
