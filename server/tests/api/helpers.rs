@@ -33,6 +33,9 @@ pub struct TestApp {
     pub cognito: Option<TestPool>,
     /// The variables the server was configured with.
     env: HashMap<String, String>,
+    /// The `portrait` process that answers at `address`, and its data directory, for a server
+    /// started as one.
+    process: Option<(tokio::process::Child, tempfile::TempDir)>,
 }
 
 /// A test's own PostgreSQL database, which the test can take offline.
@@ -72,6 +75,12 @@ impl TestDatabase {
         ))
         .await;
     }
+}
+
+/// Whether a test server's `Application` is run, or only built for its state.
+enum Serve {
+    Yes,
+    No,
 }
 
 /// What an upload URL response carries, typed for the tests.
@@ -116,23 +125,62 @@ impl TestApp {
         if let Some(pool) = &cognito {
             env.extend(pool.vars());
         }
-        Self::launch(env, data_dir, postgres, cognito).await
+        Self::launch(env, data_dir, postgres, cognito, Serve::Yes).await
     }
 
-    /// A second server of the same organisation: the same configuration, database, external
-    /// storage and identity provider as this one, its own data directory. It is another
-    /// `Application` in this test process and shares no memory with the first: its own
-    /// database pools, S3 and Cognito clients, key caches, limits and metrics. (Embedded
-    /// parts are each server's own: an embedded store is not shared, and an embedded issuer
-    /// is a different issuer, so a user signs in at each server.)
-    pub async fn spawn_beside(&self) -> Self {
+    async fn beside(&self, serve: Serve) -> Self {
         let data_dir = tempfile::tempdir().expect("temp dir");
         let mut env = self.env.clone();
         env.insert(
             "PORTRAIT_DATA_DIR".into(),
             data_dir.path().display().to_string(),
         );
-        Self::launch(env, data_dir, self.postgres.clone(), self.cognito.clone()).await
+        let (postgres, cognito) = (self.postgres.clone(), self.cognito.clone());
+        Self::launch(env, data_dir, postgres, cognito, serve).await
+    }
+
+    /// A second server of the same organisation, as an operating-system process of its own: the
+    /// `portrait` binary, with this server's configuration (database, external storage and
+    /// identity provider) and a data directory of its own, answering at `address`. It shares no
+    /// memory with this one. (Embedded parts are each server's own: an embedded store is not
+    /// shared, and an embedded issuer is a different issuer, so a user signs in at each one.) What the tests read beside HTTP (`state` for maintenance passes
+    /// and the queue, `storage`, `directory`) is an `Application` of the same configuration in
+    /// this process that is never run (no listener served, no maintenance loop of its own): a
+    /// third party on the same database, bucket and pool when a test runs a pass with it.
+    pub async fn spawn_process_beside(&self) -> Self {
+        let mut beside = self.beside(Serve::No).await;
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        // The process inherits this one's environment (the SDK's AWS_* variables among it),
+        // then the server's own configuration.
+        let process = tokio::process::Command::new(env!("CARGO_BIN_EXE_portrait"))
+            .envs(&self.env)
+            .env("PORTRAIT_DATA_DIR", data_dir.path())
+            .env("LEPTOS_SITE_ADDR", format!("127.0.0.1:{port}"))
+            .env("LEPTOS_SITE_ROOT", data_dir.path().join("site"))
+            .env("LEPTOS_OUTPUT_NAME", "portrait")
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the server binary starts");
+        beside.address = format!("http://127.0.0.1:{port}");
+        beside.process = Some((process, data_dir));
+        for _ in 0..300 {
+            let ready = beside
+                .http
+                .get(format!("{}/readyz", beside.address))
+                .send()
+                .await;
+            if ready.is_ok_and(|r| r.status() == StatusCode::OK) {
+                return beside;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("the second server process never became ready");
     }
 
     async fn launch(
@@ -140,6 +188,7 @@ impl TestApp {
         data_dir: tempfile::TempDir,
         postgres: Option<TestDatabase>,
         cognito: Option<TestPool>,
+        serve: Serve,
     ) -> Self {
         // The embedded issuer runs beside an external part only when asked for by name: the
         // mixed set-up (PostgreSQL with the embedded issuer) asks.
@@ -160,7 +209,9 @@ impl TestApp {
         let embedded_s3 = app.embedded_s3.clone();
         let state = app.state.clone();
         let metrics_addr = app.metrics_addr;
-        tokio::spawn(app.run_until_stopped());
+        if let Serve::Yes = serve {
+            tokio::spawn(app.run_until_stopped());
+        }
         Self {
             address,
             data_dir,
@@ -176,6 +227,7 @@ impl TestApp {
             postgres,
             cognito,
             env,
+            process: None,
         }
     }
 

@@ -1,4 +1,5 @@
-//! Several servers of one organisation: one database, one bucket, one identity provider.
+//! Several servers of one organisation, each an operating-system process of its own: one
+//! database, one bucket, one identity provider.
 
 use std::time::{Duration, Instant};
 
@@ -62,7 +63,7 @@ async fn two_servers_together_grant_no_more_upload_urls_than_the_limit() {
     if skip_without_postgres(&a) {
         return;
     }
-    let b = a.spawn_beside().await;
+    let b = a.spawn_process_beside().await;
     let (granted, elapsed) = ask_for_urls([&a, &b], 4 * PER_MINUTE).await;
     // The allowance refills one URL every 15 s: all the time the requests took can add. Each
     // server counting alone would grant twice the limit.
@@ -86,7 +87,7 @@ async fn leased_allowances_still_add_up_to_the_limit_across_servers() {
     if skip_without_postgres(&a) {
         return;
     }
-    let b = a.spawn_beside().await;
+    let b = a.spawn_process_beside().await;
     let (granted, elapsed) = ask_for_urls([&a, &b], PER_MINUTE + 400).await;
     // Never more than the limit and its refill (one URL every 50 ms); fewer only by what a
     // server's lease can hold when the allowance runs out, since both keep being asked.
@@ -114,7 +115,7 @@ async fn confirms_deletes_and_sweeps_racing_across_two_servers_leave_one_consist
         );
         return;
     }
-    let b = a.spawn_beside().await;
+    let b = a.spawn_process_beside().await;
     let servers = [(&a, a.token(ADA).await), (&b, b.token(ADA).await)];
     let user_id = a.profile(&servers[0].1).await["id"]
         .as_str()
@@ -125,7 +126,8 @@ async fn confirms_deletes_and_sweeps_racing_across_two_servers_leave_one_consist
     // Every upload is granted and PUT first, alternately at each server: a sweep dates itself
     // hours ahead, so a PUT after it would be one that only a URL outliving its expiry could
     // make. Then, all at once on both servers: confirms at the server that did not grant the
-    // upload, removals, and maintenance passes (retries and sweeps); three uploads are never
+    // upload, removals, and maintenance passes (retries and sweeps; the second server's are run
+    // beside its process, by its configuration's state in this one); three uploads are never
     // confirmed, for the sweeps.
     let puts = (0..15u32).map(|n| {
         let (here, token) = (servers[n as usize % 2].0, &servers[n as usize % 2].1);
