@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::{PoisonError, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use app::domain::{ContentLength, ImageContentType, PhotoKey};
 use app::service::ports::{
@@ -174,26 +174,31 @@ impl Presigner {
         })
     }
 
-    /// A GET whose response is always `content_type`, shown inline.
+    /// A GET whose response is always `content_type`, shown inline, and may be kept by the
+    /// browser as `read` allows.
     fn get(
         &self,
         identity: &Identity,
         key: &str,
         content_type: &str,
-        ttl: Duration,
-        at: SystemTime,
+        read: ReadSigning,
     ) -> PortResult<PresignedRequest> {
         // Pin the response type to what the key was verified as, and never as an attachment or
-        // HTML: a stored object can only ever be shown as the image it is.
+        // HTML: a stored object can only ever be shown as the image it is. The cache lifetime
+        // is signed too, so no one can stretch it. (In the SDK's order of the parameters, which
+        // keeps the URL the SDK's byte for byte.)
+        let cache_control = format!("private, max-age={}", read.max_age.as_secs());
         let query = format!(
-            "x-id=GetObject&response-content-disposition=inline&response-content-type={}",
+            "x-id=GetObject&response-cache-control={}\
+             &response-content-disposition=inline&response-content-type={}",
+            utf8_percent_encode(&cache_control, QUERY_VALUE),
             utf8_percent_encode(content_type, QUERY_VALUE)
         );
-        let url = self.sign(identity, "GET", key, &query, &[], ttl, at)?;
+        let url = self.sign(identity, "GET", key, &query, &[], read.expires_in, read.at)?;
         Ok(PresignedRequest {
             url,
             headers: BTreeMap::new(),
-            expires_at: OffsetDateTime::from(at + ttl),
+            expires_at: OffsetDateTime::from(read.at + read.expires_in),
         })
     }
 
@@ -256,6 +261,50 @@ impl Presigner {
             write!(url, "&{name}={value}").expect("writing to a String cannot fail");
         }
         Ok(url)
+    }
+}
+
+/// When a read URL is signed, how long it lives, and how long the browser may keep the
+/// picture.
+///
+/// Read URLs are signed as of the start of a window of half their lifetime, and live that much
+/// longer: every view within the window gets the same URL, byte for byte, so the browser shows
+/// the picture it already has; each URL still has at least the whole lifetime ahead; and the
+/// browser keeps the picture for that lifetime, never past the URL's end. Keys are new for
+/// every upload, so a new picture always comes under a new URL.
+///
+/// A URL stops working when the credentials it was signed with expire (temporary ones: an
+/// instance or task role). When they end before a window's URL would, the URL is signed now,
+/// until they end (at most the lifetime), and kept by the browser no longer: late in each
+/// credentials' life views get fresh URLs, as before there were windows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct ReadSigning {
+    at: SystemTime,
+    expires_in: Duration,
+    max_age: Duration,
+}
+
+impl ReadSigning {
+    fn new(now: SystemTime, ttl: Duration, credentials_end: Option<SystemTime>) -> Self {
+        let window = (ttl / 2).min(MAX_TTL.saturating_sub(ttl)).as_secs();
+        let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        let stable = Self {
+            at: UNIX_EPOCH + Duration::from_secs(since_epoch - since_epoch % window.max(1)),
+            expires_in: ttl + Duration::from_secs(window),
+            max_age: ttl,
+        };
+        match credentials_end {
+            Some(end) if end < stable.at + stable.expires_in => {
+                let left = end.duration_since(now).unwrap_or_default().min(ttl);
+                let left = Duration::from_secs(left.as_secs().max(1));
+                Self {
+                    at: now,
+                    expires_in: left,
+                    max_age: left,
+                }
+            }
+            _ => stable,
+        }
     }
 }
 
@@ -380,8 +429,9 @@ impl ObjectStore for S3Storage {
     async fn presign_get(&self, key: &PhotoKey, ttl: Duration) -> PortResult<PresignedRequest> {
         let now = SystemTime::now();
         let identity = self.credentials.get(now).await?;
+        let read = ReadSigning::new(now, ttl, identity.expiration());
         self.presigner
-            .get(&identity, key.as_str(), key.content_type().mime(), ttl, now)
+            .get(&identity, key.as_str(), key.content_type().mime(), read)
     }
 
     async fn head(&self, key: &PhotoKey) -> PortResult<Option<ObjectInfo>> {
@@ -509,7 +559,6 @@ impl ObjectStore for S3Storage {
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
-    use std::time::UNIX_EPOCH;
 
     use aws_credential_types::provider::{future, ProvideCredentials};
     use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
@@ -597,15 +646,21 @@ mod tests {
             assert_eq!(ours.expires_at, OffsetDateTime::from(at() + TTL));
         }
 
+        let read = ReadSigning {
+            at: at(),
+            expires_in: TTL,
+            max_age: Duration::from_secs(120),
+        };
         let ours = storage
             .presigner
-            .get(&identity, key, "image/webp", TTL, at())
+            .get(&identity, key, "image/webp", read)
             .unwrap();
         let sdk = storage
             .client
             .get_object()
             .bucket(BUCKET)
             .key(key)
+            .response_cache_control("private, max-age=120")
             .response_content_type("image/webp")
             .response_content_disposition("inline")
             .presigned(sdk_config(at()))
@@ -664,20 +719,117 @@ mod tests {
         let [(storage, _), _] = storages().await;
         let identity = storage.credentials.get(at()).await.unwrap();
         let week = Duration::from_secs(7 * 24 * 60 * 60);
-        assert!(storage
-            .presigner
-            .get(&identity, "k", "image/png", week, at())
-            .is_ok());
-        assert!(storage
-            .presigner
-            .get(
-                &identity,
-                "k",
-                "image/png",
-                week + Duration::from_secs(1),
-                at()
-            )
-            .is_err());
+        let lasting = |expires_in| ReadSigning {
+            at: at(),
+            expires_in,
+            max_age: TTL,
+        };
+        let get = |expires_in| {
+            storage
+                .presigner
+                .get(&identity, "k", "image/png", lasting(expires_in))
+        };
+        assert!(get(week).is_ok());
+        assert!(get(week + Duration::from_secs(1)).is_err());
+        // A week-long lifetime leaves no room for a window: such URLs are signed as they are.
+        let signed = ReadSigning::new(at(), week, None);
+        assert_eq!((signed.at, signed.expires_in), (at(), week));
+    }
+
+    #[test]
+    fn read_urls_are_the_same_within_a_window_and_keep_their_whole_lifetime() {
+        let ttl = minutes(15);
+        let window = at() - Duration::from_secs(1_700_000_000 % 450);
+        let first = ReadSigning::new(window, ttl, None);
+        for later in [1, 60, 449] {
+            let now = window + Duration::from_secs(later);
+            let read = ReadSigning::new(now, ttl, None);
+            assert_eq!(read, first, "{later} s into the window");
+            let left = (read.at + read.expires_in).duration_since(now).unwrap();
+            assert!(
+                left >= ttl && read.max_age == ttl,
+                "{left:?} left, {read:?}"
+            );
+        }
+        let next = ReadSigning::new(window + Duration::from_secs(450), ttl, None);
+        assert_eq!(next.at, first.at + Duration::from_secs(450));
+    }
+
+    #[test]
+    fn read_urls_never_outlive_the_credentials_they_are_signed_with() {
+        let ttl = minutes(15);
+        let now = at() + Duration::from_secs(123);
+        // Credentials that outlast the window's URL change nothing.
+        assert_eq!(
+            ReadSigning::new(now, ttl, Some(now + minutes(60))),
+            ReadSigning::new(now, ttl, None)
+        );
+        // Ending sooner: signed now, until they end, and kept by the browser no longer.
+        for (end, lives) in [(minutes(20), minutes(15)), (minutes(10), minutes(10))] {
+            let read = ReadSigning::new(now, ttl, Some(now + end));
+            assert_eq!(
+                (read.at, read.expires_in, read.max_age),
+                (now, lives, lives)
+            );
+        }
+    }
+
+    /// Credentials that expire `lifetime` from the real clock.
+    #[derive(Debug)]
+    struct Expiring(Duration);
+
+    impl ProvideCredentials for Expiring {
+        fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+        where
+            Self: 'a,
+        {
+            let expiry = SystemTime::now() + self.0;
+            let credentials = Credentials::new(
+                "ASIATEMP",
+                "secret",
+                Some("token".into()),
+                Some(expiry),
+                "temp",
+            );
+            future::ProvideCredentials::ready(Ok(credentials))
+        }
+    }
+
+    #[tokio::test]
+    async fn the_store_signs_one_url_per_window_within_the_credentials_life() {
+        let owner = app::domain::UserId::parse("0b7e6a52-6f1c-4c59-9d1e-2f5a8c3d4e5f").unwrap();
+        let key = PhotoKey::generate(
+            &owner,
+            app::domain::KeyKind::Picture,
+            app::domain::ImageContentType::Webp,
+            1_700_000_000_000,
+            7,
+        );
+        for (lifetime, stable) in [(minutes(600), true), (minutes(8), false)] {
+            let shared = shared(Expiring(lifetime));
+            let storage = S3Storage::connect(&shared, BUCKET, None, false)
+                .await
+                .unwrap();
+            let signed_before = SystemTime::now();
+            let mut urls = Vec::new();
+            for _ in 0..3 {
+                urls.push(storage.presign_get(&key, minutes(15)).await.unwrap());
+            }
+            let (first, second, third) = (&urls[0], &urls[1].url, &urls[2].url);
+            let end = OffsetDateTime::from(signed_before + lifetime);
+            assert!(first.expires_at <= end, "{lifetime:?}: {first:?}");
+            assert!(first
+                .url
+                .contains("response-cache-control=private%2C%20max-age%3D"));
+            if stable {
+                // Two in a row are the same (three, should the first two fall either side of
+                // a window's end).
+                assert!(&first.url == second || second == third, "{urls:?}");
+                assert!(first.url.contains("max-age%3D900&"), "{}", first.url);
+            } else {
+                assert!(!first.url.contains("max-age%3D900&"), "{}", first.url);
+            }
+        }
     }
 
     /// Hands out credentials that expire `lifetime` after `at()` (`None`: never), and counts

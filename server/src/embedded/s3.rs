@@ -94,6 +94,7 @@ impl EmbeddedS3 {
         let body_limit = usize::try_from(MAX_PICTURE_BYTES).unwrap_or(usize::MAX);
         let router = Router::new()
             .fallback_service(tower::service_fn(handler))
+            .layer(axum::middleware::from_fn(response_overrides))
             .layer(RequestBodyLimitLayer::new(body_limit))
             .layer(axum::middleware::from_fn_with_state(
                 limits.request_timeout,
@@ -174,6 +175,44 @@ impl EmbeddedS3 {
 
 /// What a bucket's CORS configuration would say on AWS: the app's origins may PUT and GET,
 /// with the headers a presigned PUT carries, and may read the ETag.
+/// S3 answers a GET with the headers its query's `response-*` parameters name (presigned, the
+/// signature covers them; the app signs the type, the disposition and how long the browser may
+/// keep a picture). s3s parses them but s3s-fs does not apply them, so this does, to answers
+/// that succeeded, which s3s gives only to a request whose signature it checked.
+async fn response_overrides(request: Request, next: axum::middleware::Next) -> Response {
+    const OVERRIDES: [(&str, header::HeaderName); 4] = [
+        ("response-cache-control", header::CACHE_CONTROL),
+        ("response-content-type", header::CONTENT_TYPE),
+        ("response-content-disposition", header::CONTENT_DISPOSITION),
+        ("response-content-language", header::CONTENT_LANGUAGE),
+    ];
+    let mut headers = Vec::new();
+    if request.method() == Method::GET {
+        for (name, value) in request
+            .uri()
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .filter_map(|p| p.split_once('='))
+        {
+            let Some((_, header)) = OVERRIDES.iter().find(|(param, _)| *param == name) else {
+                continue;
+            };
+            let value = percent_encoding::percent_decode_str(value).decode_utf8_lossy();
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                headers.push((header.clone(), value));
+            }
+        }
+    }
+    let mut response = next.run(request).await;
+    if response.status().is_success() {
+        for (name, value) in headers {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    response
+}
+
 fn cors(origins: &[String]) -> CorsLayer {
     let origins: Vec<HeaderValue> = origins
         .iter()
