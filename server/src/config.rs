@@ -263,6 +263,54 @@ pub struct ConfigError {
     pub problem: String,
 }
 
+/// A release site names its files by their content (`cargo xtask build-release`), and pages
+/// can only point at them with the names in the build's `hash.txt`, which Leptos reads from
+/// beside the binary when `LEPTOS_HASH_FILES` is true. Either half without the other would
+/// serve pages whose scripts are missing (or panic on the first page), so start-up stops
+/// instead, saying what to ship or set.
+fn check_site_names(leptos: &LeptosOptions) -> Result<(), ConfigError> {
+    let error = |problem: String| ConfigError {
+        name: "LEPTOS_HASH_FILES",
+        problem,
+    };
+    let beside_binary = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join(&*leptos.hash_file)));
+    if leptos.hash_files {
+        return match beside_binary {
+            Some(file) if file.is_file() => Ok(()),
+            file => Err(error(format!(
+                "is true, but the build's hash file ({}) is not beside the binary: ship the \
+                 build's {} with it",
+                file.map_or_else(|| "?".into(), |f| f.display().to_string()),
+                leptos.hash_file
+            ))),
+        };
+    }
+    let pkg = std::path::Path::new(&*leptos.site_root).join(&*leptos.site_pkg_dir);
+    let plain = format!("{}.js", leptos.output_name);
+    let hashed_prefix = format!("{}.", leptos.output_name);
+    let Ok(files) = std::fs::read_dir(&pkg) else {
+        return Ok(()); // no site (API-only use, tests): nothing to point at
+    };
+    let names: Vec<String> = files
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .collect();
+    let hashed_only = !names.contains(&plain)
+        && names
+            .iter()
+            .any(|name| name.starts_with(&hashed_prefix) && name.ends_with(".js"));
+    if hashed_only {
+        return Err(error(format!(
+            "the site in {} was built with hashed file names: set LEPTOS_HASH_FILES=true, and \
+             ship the build's {} beside the binary",
+            pkg.display(),
+            leptos.hash_file
+        )));
+    }
+    Ok(())
+}
+
 impl Config {
     /// Reads the process environment (and `Cargo.toml`'s Leptos metadata for the site settings).
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -273,6 +321,7 @@ impl Config {
                 problem: e.to_string(),
             })?
             .leptos_options;
+        check_site_names(&leptos)?;
         Self::from_vars(&vars, leptos)
     }
 

@@ -438,3 +438,81 @@ mod tests {
         assert_eq!(method_label(&Method::from_bytes(b"BREW").unwrap()), "OTHER");
     }
 }
+
+/// Serves the site's build files (WebAssembly, JavaScript, CSS) under `/{pkg}/`, from that
+/// folder of `site_root`.
+///
+/// - Caching: when the build names each file by its content (`hashed`: cargo-leptos'
+///   `hash-files`, which `cargo xtask build-release` turns on), browsers keep them for a year and
+///   never ask again, since a new build means new names. A development build keeps its names
+///   from build to build, so there browsers ask every time (`no-cache`), and get a 304 while
+///   the file is unchanged (which leptos_axum's file handler, passing on no condition, would
+///   not give).
+/// - Compression: a release build brings brotli and gzip files beside each one
+///   (`--precompress`), which leptos_axum's file handler sends as they are. A development build
+///   has none, so those answers are compressed here, at a quick brotli level (a release is
+///   compressed once, at the highest).
+pub fn static_files<S>(
+    router: axum::Router<S>,
+    site_root: &str,
+    pkg: &str,
+    hashed: bool,
+) -> axum::Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    use tower_http::compression::predicate::{Predicate, SizeAbove};
+    use tower_http::compression::{CompressionLayer, CompressionLevel};
+    use tower_http::services::ServeDir;
+
+    let pkg = pkg.trim_matches('/');
+    let files = ServeDir::new(std::path::Path::new(site_root).join(pkg))
+        .precompressed_br()
+        .precompressed_gzip();
+    let caching = StaticCaching {
+        prefix: format!("/{pkg}/").into(),
+        policy: HeaderValue::from_static(if hashed {
+            "public, max-age=31536000, immutable"
+        } else {
+            "no-cache"
+        }),
+    };
+    let build_file = |_: StatusCode, _: http::Version, headers: &http::HeaderMap, _: &_| {
+        headers
+            .get(CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|kind| {
+                ["application/wasm", "text/javascript", "text/css"]
+                    .iter()
+                    .any(|compressible| kind.starts_with(compressible))
+            })
+    };
+    router
+        .nest_service(&format!("/{pkg}"), files)
+        .layer(
+            CompressionLayer::new()
+                .quality(CompressionLevel::Precise(4))
+                .compress_when(SizeAbove::new(1024).and(build_file)),
+        )
+        .layer(axum::middleware::from_fn_with_state(caching, cache_static))
+}
+
+#[derive(Clone)]
+struct StaticCaching {
+    prefix: Arc<str>,
+    policy: HeaderValue,
+}
+
+async fn cache_static(
+    State(caching): State<StaticCaching>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let build_file = request.uri().path().starts_with(&*caching.prefix);
+    let mut response = next.run(request).await;
+    let served = response.status().is_success() || response.status() == StatusCode::NOT_MODIFIED;
+    if build_file && served {
+        response.headers_mut().insert(CACHE_CONTROL, caching.policy);
+    }
+    response
+}

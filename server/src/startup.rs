@@ -355,6 +355,7 @@ fn router(
     let routes = generate_route_list(App);
     let metrics = state.metrics.clone();
     let https = state.settings.secure_cookies;
+    let site = leptos_options.clone();
     let router = Router::new()
         .leptos_routes_with_context(
             &leptos_options,
@@ -366,18 +367,20 @@ fn router(
             },
         )
         .fallback(leptos_axum::file_and_error_handler(shell))
-        .with_state(leptos_options)
-        .merge(extra)
-        .route_layer(axum::middleware::from_fn_with_state(
-            metrics,
-            record_latency,
-        ))
-        .layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES as usize))
-        .layer(axum::middleware::from_fn(api_guard))
-        .layer(axum::middleware::from_fn_with_state(
-            request_timeout,
-            request_deadline,
-        ));
+        .with_state(leptos_options);
+    let router =
+        crate::http::static_files(router, &site.site_root, &site.site_pkg_dir, site.hash_files)
+            .merge(extra)
+            .route_layer(axum::middleware::from_fn_with_state(
+                metrics,
+                record_latency,
+            ))
+            .layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES as usize))
+            .layer(axum::middleware::from_fn(api_guard))
+            .layer(axum::middleware::from_fn_with_state(
+                request_timeout,
+                request_deadline,
+            ));
     request_tracing(security_headers(router, https))
 }
 

@@ -485,3 +485,29 @@ fn the_data_directory_and_the_database_are_private_to_the_server_user() {
     assert_eq!(mode(&data.join("portrait.db-shm")), 0o600);
     drop(server);
 }
+
+#[test]
+fn a_site_and_its_file_names_that_do_not_match_stop_start_up() {
+    // Hashed names wanted, but no hash file beside the binary (a debug build writes none).
+    let data = tempfile::tempdir().unwrap();
+    let output = run_to_exit(data.path(), &[("LEPTOS_HASH_FILES", "true")]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "started without its hash file");
+    assert!(
+        stderr.contains("LEPTOS_HASH_FILES") && stderr.contains("hash.txt"),
+        "{stderr}"
+    );
+
+    // A site built with hashed names, served without them.
+    let site = data.path().join("site");
+    std::fs::create_dir_all(site.join("pkg")).unwrap();
+    std::fs::write(site.join("pkg/portrait.Zk3x9Qw2.js"), "export default 1").unwrap();
+    let site = site.display().to_string();
+    let output = run_to_exit(data.path(), &[("LEPTOS_SITE_ROOT", site.as_str())]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success(),
+        "served a hashed site by plain names"
+    );
+    assert!(stderr.contains("set LEPTOS_HASH_FILES=true"), "{stderr}");
+}

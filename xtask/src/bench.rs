@@ -41,6 +41,7 @@ pub fn run(root: &Path, args: &[String]) -> Result {
         root,
         &data,
         postgres.as_ref().map(crate::services::Postgres::url),
+        Site::None,
     )?;
     let token = server.sign_in()?;
     println!(
@@ -90,8 +91,21 @@ pub(crate) struct Server {
     child: Child,
 }
 
+/// Which site a benchmarked server serves.
+pub(crate) enum Site {
+    Release,
+    None,
+}
+
 impl Server {
-    pub(crate) fn start(root: &Path, data: &Path, database_url: Option<String>) -> Result<Self> {
+    /// The release binary on a fresh data directory, with `site` (the release build's, from
+    /// `build-release`: hashed names) or none (the API alone).
+    pub(crate) fn start(
+        root: &Path,
+        data: &Path,
+        database_url: Option<String>,
+        site: Site,
+    ) -> Result<Self> {
         // Measuring whatever else answers there would be worse than not measuring.
         if TcpStream::connect(ADDR).is_ok() {
             return Err(format!(
@@ -105,9 +119,14 @@ impl Server {
                 .env("DATABASE_URL", url)
                 .env("PORTRAIT_IDENTITY", "embedded");
         }
+        match site {
+            Site::Release => command
+                .env("LEPTOS_SITE_ROOT", root.join("target/site"))
+                .env("LEPTOS_HASH_FILES", "true"),
+            Site::None => command.env("LEPTOS_SITE_ROOT", data.join("no-site")),
+        };
         let child = command
             .env("LEPTOS_SITE_ADDR", ADDR)
-            .env("LEPTOS_SITE_ROOT", root.join("target/site"))
             .env("PORTRAIT_DATA_DIR", data)
             // The load is one user asking many times: lift the per-user limits for it. (With the
             // cap on, each request also counts that user's pending uploads, at most 10 rows.)

@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use crate::bench::{cores, cpu_model, Server, ADDR};
+use crate::bench::{cores, cpu_model, Server, Site, ADDR};
 use crate::{build_release, Needs, Result, StatusOk, Tools};
 
 pub fn run(root: &Path) -> Result {
@@ -21,7 +21,7 @@ pub fn run(root: &Path) -> Result {
     build_release(root)?;
     let data = root.join("target/bench-editor-data");
     let _ = std::fs::remove_dir_all(&data);
-    let server = Server::start(root, &data, None)?;
+    let server = Server::start(root, &data, None, Site::Release)?;
     let browser = tools
         .browser_bench("editor.bench", &format!("http://{ADDR}"))
         .status_ok();

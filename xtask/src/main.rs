@@ -63,10 +63,17 @@ fn run(root: &Path) -> Result {
 /// (pinned in `end2end/package-lock.json`) first on PATH instead. Never Debian's: its wasm-opt
 /// 108 makes a WASM that Chromium refuses at start-up (`WebAssembly.Table.set()`).
 pub(crate) fn build_release(root: &Path) -> Result {
-    Tools::ensure(root, Needs::Release)?
-        .cmd("cargo", &["leptos", "build", "--release", SPLIT])
-        .status_ok()
+    let mut build = Tools::ensure(root, Needs::Release)?.cmd("cargo", &["leptos", "build"]);
+    build.args(RELEASE).envs(RELEASE_ENV).status_ok()
 }
+
+/// What a release build adds to `cargo leptos build`: the editor split off, and every file
+/// compressed (brotli and gzip beside it, served as they are: see `server/src/http.rs`).
+const RELEASE: [&str; 3] = ["--release", SPLIT, "--precompress"];
+/// ...and file names that carry their content's hash, so browsers keep them for a year. The
+/// names are in `target/release/hash.txt`, which ships beside the binary; the server is run with
+/// the same variable (cargo-leptos passes it on to the server it runs).
+const RELEASE_ENV: [(&str, &str); 1] = [("LEPTOS_HASH_FILES", "true")];
 
 /// Every test: unit and integration tests, the wasm dependency check, and the browser tests.
 fn test(root: &Path) -> Result {
@@ -121,15 +128,18 @@ enum Build {
 /// `cargo leptos end-to-end` on a server with a fresh data directory: the demo accounts as
 /// seeded, nothing left over from a previous run or from `cargo xtask run`.
 fn end_to_end(tools: &Tools, build: Build) -> Result {
-    let (name, args): (&str, &[&str]) = match build {
-        Build::Release => ("split", &["leptos", "end-to-end", "--release", SPLIT]),
-        Build::Plain => ("plain", &["leptos", "end-to-end"]),
+    let mut command = tools.cmd("cargo", &["leptos", "end-to-end"]);
+    let name = match build {
+        Build::Release => {
+            command.args(RELEASE).envs(RELEASE_ENV);
+            "split"
+        }
+        Build::Plain => "plain",
     };
     println!("Browser tests, {name} build");
     let data = tools.root.join("target/e2e-data");
     let _ = std::fs::remove_dir_all(&data);
-    tools
-        .cmd("cargo", args)
+    command
         .env("PORTRAIT_DATA_DIR", &data)
         .env("PORTRAIT_E2E_BUILD", name)
         .status_ok()

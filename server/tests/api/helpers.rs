@@ -196,9 +196,14 @@ impl TestApp {
             env.entry("PORTRAIT_IDENTITY".into())
                 .or_insert_with(|| "embedded".into());
         }
+        // The site: the one `cargo leptos` builds, unless a test brings its own.
+        let site_root = env
+            .get("LEPTOS_SITE_ROOT")
+            .map_or("target/site", String::as_str);
         let leptos = LeptosOptions::builder()
             .output_name("portrait")
-            .site_root("target/site")
+            .site_root(site_root)
+            .hash_files(env.get("LEPTOS_HASH_FILES").is_some_and(|v| v == "true"))
             .site_addr(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
             .build();
         let config = Config::from_vars(&env, leptos).expect("valid test configuration");
