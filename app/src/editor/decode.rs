@@ -1,4 +1,5 @@
-//! From a picked file's bytes to an upright RGBA picture, at no more resolution than asked for.
+//! From a picked file's bytes to its pixels and the EXIF orientation that shows them upright, at
+//! no more resolution than asked for.
 //!
 //! JPEG, what phones write, goes through `jpeg-decoder`, whose inverse DCT can produce 1/2, 1/4
 //! or 1/8 of the full size straight from the coefficients: a 12 MP photo opened for the editor
