@@ -396,6 +396,12 @@ impl TestApp {
         }
     }
 
+    /// The same PUT, which the storage must take.
+    pub async fn put_ok(&self, grant: &Grant, body: Vec<u8>) {
+        let put = self.put(grant, body).await;
+        assert!(put.status().is_success(), "PUT failed: {}", put.status());
+    }
+
     /// PUTs straight to the storage, as the browser does, with exactly the granted headers
     /// (reqwest, like a browser, sets Content-Length from the body itself).
     pub async fn put(&self, grant: &Grant, body: Vec<u8>) -> Response {
@@ -421,8 +427,7 @@ impl TestApp {
     /// upload's: the confirm keeps a copy under a key of its own) and the confirm's body.
     pub async fn upload_jpeg(&self, token: &str, jpeg: Vec<u8>) -> (String, Value) {
         let grant = self.grant(token, "image/jpeg", jpeg.len()).await;
-        let put = self.put(&grant, jpeg).await;
-        assert!(put.status().is_success(), "PUT failed: {}", put.status());
+        self.put_ok(&grant, jpeg).await;
         let confirm = self.confirm(token, &grant.photo_key).await;
         assert_eq!(confirm.status(), StatusCode::OK);
         let body: Value = confirm.json().await.unwrap();

@@ -186,7 +186,7 @@ async fn metrics_follow_the_flow_on_their_own_listener_only() {
     // The whole flow, with the browser's PUT figures.
     let picture = crate::helpers::jpeg(32, 32);
     let grant = app.grant(&token, "image/jpeg", picture.len()).await;
-    app.put(&grant, picture.clone()).await;
+    app.put_ok(&grant, picture.clone()).await;
     let body = json!({ "photoKey": grant.photo_key, "putMillis": 120, "putBytes": picture.len() });
     assert_eq!(
         app.post("/api/auth/user/picture/uploaded", Some(&token), &body)

@@ -179,7 +179,7 @@ async fn confirming_the_same_key_twice_is_harmless() {
     let token = app.token(ADA).await;
     let picture = jpeg(16, 16);
     let grant = app.grant(&token, "image/jpeg", picture.len()).await;
-    app.put(&grant, picture).await;
+    app.put_ok(&grant, picture).await;
     let key = grant.photo_key;
     assert_eq!(app.confirm(&token, &key).await.status(), StatusCode::OK);
     let stored = app.picture_key(&token).await.unwrap();
@@ -274,7 +274,7 @@ async fn content_that_is_not_the_announced_image_is_refused_and_deleted() {
     // A real PNG of the announced type goes through.
     let picture = png(10, 10);
     let grant = app.grant(&token, "image/png", picture.len()).await;
-    app.put(&grant, picture).await;
+    app.put_ok(&grant, picture).await;
     assert_eq!(
         app.confirm(&token, &grant.photo_key).await.status(),
         StatusCode::OK
@@ -674,10 +674,10 @@ async fn a_put_to_a_replaced_or_removed_pictures_url_leaves_nothing_behind() {
     let user_id = app.profile(&token).await["id"].as_str().unwrap().to_owned();
     let (first, second) = (jpeg(16, 16), jpeg(24, 24));
     let replaced = app.grant(&token, "image/jpeg", first.len()).await;
-    app.put(&replaced, first.clone()).await;
+    app.put_ok(&replaced, first.clone()).await;
     app.confirm(&token, &replaced.photo_key).await;
     let removed = app.srs_grant(&token, "image/jpeg").await;
-    app.put(&removed, second.clone()).await;
+    app.put_ok(&removed, second.clone()).await;
     app.confirm(&token, &removed.photo_key).await;
     assert_eq!(
         app.delete("/api/auth/user/picture", Some(&token))

@@ -21,7 +21,7 @@ async fn storage_down_at_confirm_is_a_503_and_the_old_picture_stays() {
 
     let picture = jpeg(24, 24);
     let grant = app.grant(&token, "image/jpeg", picture.len()).await;
-    app.put(&grant, picture).await;
+    app.put_ok(&grant, picture).await;
     s3.stop().await;
     let message = error_message(
         app.confirm(&token, &grant.photo_key).await,
@@ -91,7 +91,7 @@ async fn abandoned_uploads_are_swept_after_expiry_and_confirmed_ones_never() {
 
     let picture = jpeg(20, 20);
     let abandoned = app.grant(&token, "image/jpeg", picture.len()).await;
-    app.put(&abandoned, picture).await;
+    app.put_ok(&abandoned, picture).await;
 
     // Not before the URL expired (and the grace passed): the user may still confirm.
     assert_eq!(app.maintenance_after(Duration::ZERO).await.uploads_swept, 0);
@@ -203,7 +203,7 @@ async fn unconfirmed_uploads_per_user_are_capped() {
         "{message}"
     );
     // Confirming one frees its slot.
-    app.put(&first, picture).await;
+    app.put_ok(&first, picture).await;
     assert_eq!(
         app.confirm(&token, &first.photo_key).await.status(),
         StatusCode::OK
@@ -224,7 +224,7 @@ async fn database_down_is_a_503_that_changes_nothing_and_the_flow_resumes() {
     let user_id = body["profile"]["id"].as_str().unwrap().to_owned();
     let picture = jpeg(24, 24);
     let grant = app.grant(&token, "image/jpeg", picture.len()).await;
-    app.put(&grant, picture).await;
+    app.put_ok(&grant, picture).await;
 
     database.take_offline().await;
     for response in [
@@ -279,7 +279,7 @@ async fn directory_down_delays_the_attribute_and_the_old_objects_deletion_but_lo
         .await;
     let picture = jpeg(24, 24);
     let grant = app.grant(&token, "image/jpeg", picture.len()).await;
-    app.put(&grant, picture).await;
+    app.put_ok(&grant, picture).await;
     // The picture change itself is committed: the user sees the new picture at once.
     assert_eq!(
         app.confirm(&token, &grant.photo_key).await.status(),
@@ -351,7 +351,7 @@ async fn an_abandoned_upload_swept_while_the_storage_is_down_is_deleted_once_it_
     let user_id = app.profile(&token).await["id"].as_str().unwrap().to_owned();
     let picture = jpeg(20, 20);
     let abandoned = app.grant(&token, "image/jpeg", picture.len()).await;
-    app.put(&abandoned, picture).await;
+    app.put_ok(&abandoned, picture).await;
 
     s3.stop().await;
     let report = app.maintenance_after(LATER).await;
@@ -397,7 +397,7 @@ async fn a_task_that_keeps_failing_is_parked_and_stops_blocking_the_users_deleti
     }
     let picture = jpeg(24, 24);
     let grant = app.grant(&token, "image/jpeg", picture.len()).await;
-    app.put(&grant, picture).await;
+    app.put_ok(&grant, picture).await;
     assert_eq!(
         app.confirm(&token, &grant.photo_key).await.status(),
         StatusCode::OK
@@ -439,7 +439,7 @@ async fn confirmed_and_swept_ledger_entries_are_pruned_after_the_retention() {
     let token = app.token(ADA).await;
     let picture = jpeg(16, 16);
     let confirmed = app.grant(&token, "image/jpeg", picture.len()).await;
-    app.put(&confirmed, picture.clone()).await;
+    app.put_ok(&confirmed, picture.clone()).await;
     app.confirm(&token, &confirmed.photo_key).await;
     let abandoned = app.grant(&token, "image/jpeg", picture.len()).await;
 
