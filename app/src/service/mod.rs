@@ -49,20 +49,6 @@ pub struct Settings {
     pub demo_accounts: Vec<DemoAccount>,
 }
 
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            upload_url_ttl: Duration::from_secs(300),
-            read_url_ttl: Duration::from_secs(900),
-            secure_cookies: false,
-            storage_origin: None,
-            trusted_proxy_hops: 0,
-            live_reload_port: None,
-            demo_accounts: Vec::new(),
-        }
-    }
-}
-
 /// Everything a request needs, built once at start and shared (cheap to clone).
 #[derive(Clone)]
 pub struct AppState {

@@ -72,10 +72,6 @@ impl LocalIssuer {
         &self.jwks
     }
 
-    pub fn issuer(&self) -> &str {
-        &self.issuer
-    }
-
     fn sign(&self, claims: &impl Serialize) -> Result<String, BoxError> {
         let mut header = Header::new(Algorithm::RS256);
         header.kid = Some(self.kid.clone());
