@@ -2,6 +2,7 @@
 
 mod auth;
 mod cognito;
+mod directory;
 mod edges;
 mod helpers;
 mod operations;
