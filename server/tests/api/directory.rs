@@ -76,6 +76,14 @@ async fn walk(app: &TestApp, token: &str, path: &str) -> (Vec<UserSummary>, usiz
     (all, pages)
 }
 
+/// A server, and the tokens of its administrator (Ada) and of a member (Grace).
+async fn admin_and_member() -> (TestApp, String, String) {
+    let app = TestApp::spawn().await;
+    let admin = app.token(ADA).await;
+    let member = app.token(GRACE).await;
+    (app, admin, member)
+}
+
 fn names(rows: &[UserSummary]) -> Vec<&str> {
     rows.iter().map(|row| row.name.as_str()).collect()
 }
@@ -251,9 +259,7 @@ async fn search_finds_name_and_email_prefixes_whatever_the_case() {
 
 #[tokio::test]
 async fn an_admin_removes_someones_picture_as_safely_as_its_owner_would() {
-    let app = TestApp::spawn().await;
-    let admin = app.token(ADA).await;
-    let member = app.token(GRACE).await;
+    let (app, admin, member) = admin_and_member().await;
     let (key, body) = app.upload_jpeg(&member, jpeg(24, 24)).await;
     let grace = body["profile"]["id"].as_str().unwrap().to_owned();
     let grace_id = UserId::parse(grace.clone()).unwrap();
@@ -288,9 +294,7 @@ async fn an_admin_removes_someones_picture_as_safely_as_its_owner_would() {
 
 #[tokio::test]
 async fn members_unknown_people_and_strangers_are_refused() {
-    let app = TestApp::spawn().await;
-    let admin = app.token(ADA).await;
-    let member = app.token(GRACE).await;
+    let (app, admin, member) = admin_and_member().await;
     let (key, body) = app.upload_jpeg(&admin, jpeg(20, 20)).await;
     let ada = body["profile"]["id"].as_str().unwrap().to_owned();
     let path = format!("/api/users/picture?id={ada}");
