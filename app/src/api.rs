@@ -71,6 +71,30 @@ pub struct UserSummary {
     pub picture_url: Option<String>,
 }
 
+/// A page of the directory as the /users page reads it (`GET /api/users/directory`): the
+/// rows of `GET /api/users`, with what that endpoint puts in its `Link` header and what the
+/// page needs to know of the viewer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DirectoryPage {
+    pub users: Vec<UserSummary>,
+    /// The `cursor` of the next page; None on the last.
+    pub next_cursor: Option<String>,
+    /// The signed-in user's id, to mark their own row.
+    pub you: String,
+    /// The signed-in user may remove other people's pictures.
+    pub admin: bool,
+}
+
+/// What an administrator's removal of someone's picture answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RemovedPicture {
+    pub message: String,
+    /// The person's row as lists show it now.
+    pub user: UserSummary,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UploadUrlRequest {

@@ -324,6 +324,194 @@ pub fn initials(name: &str) -> String {
         .collect()
 }
 
+/// How the directory orders and searches names and emails: case-folded, so that "adam" and
+/// "Adam" sort together and a search ignores case. The database keeps this beside each row
+/// (`users.name_key`, `users.email_key`), written by the app, so both databases fold alike
+/// (SQLite's own `lower()` folds ASCII only).
+pub fn search_key(text: &str) -> String {
+    text.to_lowercase()
+}
+
+/// How many people one page of the directory lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageLimit(u32);
+
+impl PageLimit {
+    pub const DEFAULT: Self = Self(50);
+    pub const MAX: u32 = 200;
+
+    /// The `limit` query parameter: absent means the default.
+    pub fn parse(raw: Option<&str>) -> Result<Self, ParseError> {
+        let Some(raw) = raw else {
+            return Ok(Self::DEFAULT);
+        };
+        match raw.trim().parse::<u32>() {
+            Ok(n) if (1..=Self::MAX).contains(&n) => Ok(Self(n)),
+            _ => Err(invalid(format!(
+                "Invalid limit: use a whole number from 1 to {}.",
+                Self::MAX
+            ))),
+        }
+    }
+
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+/// Where a page of the directory starts: just after the row with this name key and id, in
+/// the order (name key, id). Opaque to clients: hex of `{id}\0{name_key}` (an id never holds
+/// a NUL), so a cursor is a plain URL-safe token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectoryCursor {
+    pub name_key: String,
+    pub id: UserId,
+}
+
+/// Longest name key a cursor may carry: far beyond any real name, small enough to refuse junk.
+const MAX_CURSOR_NAME_BYTES: usize = 1024;
+
+impl DirectoryCursor {
+    pub fn parse(raw: &str) -> Result<Self, ParseError> {
+        let refused =
+            || invalid("Invalid cursor: use the one from the previous page's Link header.");
+        let bytes = decode_hex(raw).ok_or_else(refused)?;
+        let text = String::from_utf8(bytes).map_err(|_| refused())?;
+        let (id, name_key) = text.split_once('\0').ok_or_else(refused)?;
+        if name_key.len() > MAX_CURSOR_NAME_BYTES {
+            return Err(refused());
+        }
+        Ok(Self {
+            id: UserId::parse(id).map_err(|_| refused())?,
+            name_key: name_key.to_owned(),
+        })
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(2 * (self.id.as_str().len() + 1 + self.name_key.len()));
+        for byte in [self.id.as_str().as_bytes(), b"\0", self.name_key.as_bytes()].concat() {
+            out.push_str(&format!("{byte:02x}"));
+        }
+        out
+    }
+}
+
+fn decode_hex(raw: &str) -> Option<Vec<u8>> {
+    if raw.len() % 2 != 0 || raw.len() > 2 * (MAX_CURSOR_NAME_BYTES + 200) {
+        return None;
+    }
+    (0..raw.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(raw.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// A directory search: people whose name or email starts with this, ignoring case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchPrefix(String);
+
+/// Longest search accepted: a prefix longer than any name or email finds nothing anyway.
+const MAX_SEARCH_CHARS: usize = 100;
+
+impl SearchPrefix {
+    /// The `q` query parameter; blank (or absent) is no search at all.
+    pub fn parse(raw: Option<&str>) -> Result<Option<Self>, ParseError> {
+        let Some(raw) = raw.map(str::trim).filter(|q| !q.is_empty()) else {
+            return Ok(None);
+        };
+        if raw.chars().count() > MAX_SEARCH_CHARS {
+            return Err(invalid(format!(
+                "The search is too long: at most {MAX_SEARCH_CHARS} characters."
+            )));
+        }
+        Ok(Some(Self(search_key(raw))))
+    }
+
+    /// The folded prefix, as typed.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// A LIKE pattern (with `ESCAPE '\'`) matching exactly the keys that start with the
+    /// prefix: `%` and `_` in a search are literal characters, not wildcards.
+    pub fn like_pattern(&self) -> String {
+        let mut pattern = String::with_capacity(self.0.len() + 2);
+        for c in self.0.chars() {
+            if matches!(c, '\\' | '%' | '_') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push('%');
+        pattern
+    }
+
+    /// A bound above every key that starts with the prefix, for an index range scan
+    /// (`key >= prefix AND key < bound`); the LIKE pattern stays the exact test. Built from
+    /// the prefix's ASCII letters and digits only (trailing others dropped, then the last one
+    /// raised: "abz" -> "ac"), so it holds in byte order (SQLite, PostgreSQL's C collation)
+    /// and in linguistic collations alike, where punctuation and accents do not weigh first.
+    /// None when nothing is left: then the pattern alone decides.
+    pub fn upper_bound(&self) -> Option<String> {
+        let mut bound: Vec<char> = self.0.chars().collect();
+        while let Some(last) = bound.pop() {
+            if matches!(last, 'a'..='y' | '0'..='8') {
+                bound.push((last as u8 + 1) as char);
+                return Some(bound.into_iter().collect());
+            }
+        }
+        None
+    }
+}
+
+/// One request for a page of the directory, parsed from its query parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectoryRequest {
+    pub limit: PageLimit,
+    pub after: Option<DirectoryCursor>,
+    pub search: Option<SearchPrefix>,
+}
+
+impl DirectoryRequest {
+    /// `limit`, `cursor` and `q`, as they came.
+    pub fn parse(
+        limit: Option<&str>,
+        cursor: Option<&str>,
+        q: Option<&str>,
+    ) -> Result<Self, ParseError> {
+        Ok(Self {
+            limit: PageLimit::parse(limit)?,
+            after: cursor.map(DirectoryCursor::parse).transpose()?,
+            search: SearchPrefix::parse(q)?,
+        })
+    }
+
+    /// The query string of the page after this one, which starts after `last`.
+    pub fn next_query(&self, last: &DirectoryCursor) -> String {
+        let mut query = format!("limit={}", self.limit.get());
+        if let Some(search) = &self.search {
+            query.push_str("&q=");
+            query.push_str(&percent_encode(search.as_str()));
+        }
+        query.push_str("&cursor=");
+        query.push_str(&last.encode());
+        query
+    }
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters.
+pub fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -441,5 +629,83 @@ mod tests {
         assert!(check_file_name("me.jpg").is_ok());
         assert!(check_file_name(" ").is_err());
         assert!(check_file_name(&"a".repeat(256)).is_err());
+    }
+
+    #[test]
+    fn page_limits_default_cap_and_refuse() {
+        assert_eq!(PageLimit::parse(None).unwrap().get(), 50);
+        assert_eq!(PageLimit::parse(Some("200")).unwrap().get(), 200);
+        assert_eq!(PageLimit::parse(Some("1")).unwrap().get(), 1);
+        for bad in ["0", "201", "-1", "ten", "", "1.5"] {
+            let err = PageLimit::parse(Some(bad)).unwrap_err();
+            assert!(err.0.contains("1 to 200"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn cursors_round_trip_and_refuse_tampering() {
+        let cursor = DirectoryCursor {
+            name_key: "zoë o'brien".into(),
+            id: user(),
+        };
+        let token = cursor.encode();
+        assert!(token.bytes().all(|b| b.is_ascii_hexdigit()), "{token}");
+        assert_eq!(DirectoryCursor::parse(&token), Ok(cursor));
+        // Not hex, odd, cut, no separator, no id, not UTF-8, an id no user can have.
+        for bad in [
+            "",
+            "zz",
+            "abc",
+            &token[1..],
+            "6161",
+            "0061",
+            "ff00ff",
+            "2f0061",
+        ] {
+            assert!(DirectoryCursor::parse(bad).is_err(), "{bad:?}");
+        }
+        // A well-formed cursor is only a position: edited, it is another (harmless) one.
+        assert!(DirectoryCursor::parse("6100").is_ok());
+    }
+
+    #[test]
+    fn searches_fold_case_and_escape_wildcards() {
+        assert_eq!(SearchPrefix::parse(None), Ok(None));
+        assert_eq!(SearchPrefix::parse(Some("   ")), Ok(None));
+        let q = SearchPrefix::parse(Some(" ÁLi ")).unwrap().unwrap();
+        assert_eq!(q.as_str(), "áli");
+        let wild = SearchPrefix::parse(Some("50%_a\\b")).unwrap().unwrap();
+        assert_eq!(wild.like_pattern(), "50\\%\\_a\\\\b%");
+        assert!(SearchPrefix::parse(Some(&"x".repeat(101))).is_err());
+    }
+
+    #[test]
+    fn search_bounds_hold_in_any_collation() {
+        let bound = |q: &str| SearchPrefix::parse(Some(q)).unwrap().unwrap().upper_bound();
+        assert_eq!(bound("ali").as_deref(), Some("alj"));
+        assert_eq!(bound("abz").as_deref(), Some("ac"));
+        assert_eq!(bound("ada ").as_deref(), Some("adb"));
+        assert_eq!(bound("o'b").as_deref(), Some("o'c"));
+        assert_eq!(bound("a9").as_deref(), Some("b"));
+        assert_eq!(bound("café").as_deref(), Some("cag"));
+        assert_eq!(bound("%"), None);
+        assert_eq!(bound("zz"), None);
+    }
+
+    #[test]
+    fn the_next_page_keeps_the_search_and_the_limit() {
+        let request = DirectoryRequest::parse(Some("20"), None, Some("Ann & Bo")).unwrap();
+        let last = DirectoryCursor {
+            name_key: "ann & bob".into(),
+            id: user(),
+        };
+        let query = request.next_query(&last);
+        assert_eq!(
+            query,
+            format!("limit=20&q=ann%20%26%20bo&cursor={}", last.encode())
+        );
+        let plain = DirectoryRequest::parse(None, None, None).unwrap();
+        assert!(plain.next_query(&last).starts_with("limit=50&cursor="));
+        assert!(DirectoryRequest::parse(None, Some("nope"), None).is_err());
     }
 }

@@ -6,11 +6,14 @@
 use leptos::prelude::*;
 
 use crate::api::{
-    ConfirmUploadRequest, DemoAccount, LoginRequest, LoginResponse, MessageResponse,
-    PictureResponse, Profile, RefreshRequest, UploadUrlRequest, UploadUrlResponse, UserSummary,
+    ConfirmUploadRequest, DemoAccount, DirectoryPage, LoginRequest, LoginResponse, MessageResponse,
+    PictureResponse, Profile, RefreshRequest, RemovedPicture, UploadUrlRequest, UploadUrlResponse,
+    UserSummary,
 };
 use crate::error::ApiError;
 
+#[cfg(feature = "ssr")]
+use crate::domain::{DirectoryCursor, DirectoryRequest};
 #[cfg(feature = "ssr")]
 use crate::service::{client_address, request_headers, respond, AppState, AuthUser};
 
@@ -86,11 +89,58 @@ pub async fn get_profile() -> Result<Profile, ApiError> {
     .await
 }
 
+/// The SRS's user list, a page at a time: `?limit=` (50, at most 200), `?cursor=` (from the
+/// previous page) and `?q=` (a name or email prefix). The body stays the plain array; the next
+/// page, when there is one, is in a `Link: <...>; rel="next"` header.
 #[server(prefix = "/api", endpoint = "users", input = server_fn::codec::GetUrl, output = server_fn::codec::Json)]
-pub async fn list_users() -> Result<Vec<UserSummary>, ApiError> {
+pub async fn list_users(
+    limit: Option<String>,
+    cursor: Option<String>,
+    q: Option<String>,
+) -> Result<Vec<UserSummary>, ApiError> {
     respond(async move {
         let (state, user) = authenticated().await?;
-        state.list_users(&user).await
+        let request = DirectoryRequest::parse(limit.as_deref(), cursor.as_deref(), q.as_deref())?;
+        let page = state.list_users(&user, &request).await?;
+        if let Some(last) = &page.next {
+            let link = format!("</api/users?{}>; rel=\"next\"", request.next_query(last));
+            if let Ok(value) = http::HeaderValue::from_str(&link) {
+                expect_context::<leptos_axum::ResponseOptions>()
+                    .insert_header(http::header::LINK, value);
+            }
+        }
+        Ok(page.users)
+    })
+    .await
+}
+
+/// The same pages for the /users page, which cannot read a server function's headers: the
+/// next cursor in the body, and who is looking.
+#[server(prefix = "/api", endpoint = "users/directory", input = server_fn::codec::GetUrl, output = server_fn::codec::Json)]
+pub async fn user_directory(
+    cursor: Option<String>,
+    q: Option<String>,
+) -> Result<DirectoryPage, ApiError> {
+    respond(async move {
+        let (state, user) = authenticated().await?;
+        let request = DirectoryRequest::parse(None, cursor.as_deref(), q.as_deref())?;
+        let page = state.list_users(&user, &request).await?;
+        Ok(DirectoryPage {
+            users: page.users,
+            next_cursor: page.next.as_ref().map(DirectoryCursor::encode),
+            you: user.id.to_string(),
+            admin: page.viewer_is_admin,
+        })
+    })
+    .await
+}
+
+/// An administrator removes another person's picture: `DELETE /api/users/picture?id={id}`.
+#[server(prefix = "/api", endpoint = "users/picture", input = server_fn::codec::DeleteUrl, output = server_fn::codec::Json)]
+pub async fn remove_users_picture(id: String) -> Result<RemovedPicture, ApiError> {
+    respond(async move {
+        let (state, user) = authenticated().await?;
+        state.remove_users_picture(&user, &id).await
     })
     .await
 }

@@ -44,6 +44,9 @@ pub struct Config {
     pub outbound: OutboundTimeouts,
     /// How long one `/readyz` answer is reused (0: every probe checks the parts).
     pub readiness_cache: Duration,
+    /// Synthetic people the embedded identity set-up makes sure exist, for benchmarks of the
+    /// directory (0: none).
+    pub seed_people: usize,
 }
 
 /// Limits on what a client may hold of a listener.
@@ -374,6 +377,22 @@ impl Config {
         };
         let (limits, outbound) = (ServerLimits::default(), OutboundTimeouts::default());
         let identity = IdentityConfig::from_vars(&get, &database_url, &storage)?;
+        let seed_people = match parse::<usize>(get(SEED_PEOPLE), SEED_PEOPLE)? {
+            Some(n) if n > 10_000_000 => {
+                return Err(ConfigError {
+                    name: SEED_PEOPLE,
+                    problem: "must be at most 10000000".into(),
+                })
+            }
+            // Made-up people belong only beside the demo accounts, never in a real directory.
+            Some(n) if n > 0 && !matches!(identity, IdentityConfig::Embedded) => {
+                return Err(ConfigError {
+                    name: SEED_PEOPLE,
+                    problem: "needs the embedded identity provider".into(),
+                })
+            }
+            n => n.unwrap_or(0),
+        };
         Ok(Self {
             leptos,
             data_dir,
@@ -453,12 +472,14 @@ impl Config {
                 }
                 ms => Duration::from_millis(ms.unwrap_or(1000)),
             },
+            seed_people,
         })
     }
 }
 
 const TRUSTED_PROXY_HOPS: &str = "PORTRAIT_TRUSTED_PROXY_HOPS";
 const USER_STATUS_SECS: &str = "PORTRAIT_USER_STATUS_CACHE_SECS";
+const SEED_PEOPLE: &str = "PORTRAIT_SEED_PEOPLE";
 
 fn parse<T: std::str::FromStr>(
     raw: Option<&str>,
@@ -529,6 +550,21 @@ mod tests {
         assert_eq!(c.read_url_ttl, Duration::from_secs(900));
         assert_eq!(c.server_limits, ServerLimits::default());
         assert_eq!(c.outbound, OutboundTimeouts::default());
+    }
+
+    #[test]
+    fn synthetic_people_only_beside_the_embedded_identity_provider() {
+        assert_eq!(config(&[]).unwrap().seed_people, 0);
+        let c = config(&[("PORTRAIT_SEED_PEOPLE", "100000")]).unwrap();
+        assert_eq!(c.seed_people, 100_000);
+        let e = config(&[("PORTRAIT_SEED_PEOPLE", "many")]).unwrap_err();
+        assert_eq!(e.name, "PORTRAIT_SEED_PEOPLE");
+        let cognito = [
+            ("COGNITO_USER_POOL_ID", "eu-west-1_AbC123"),
+            ("COGNITO_CLIENT_ID", "client"),
+            ("PORTRAIT_SEED_PEOPLE", "10"),
+        ];
+        assert_eq!(config(&cognito).unwrap_err().name, "PORTRAIT_SEED_PEOPLE");
     }
 
     #[test]

@@ -4,10 +4,10 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
-use app::domain::{ContentLength, ImageContentType, PhotoKey, UserId};
+use app::domain::{search_key, ContentLength, DirectoryCursor, ImageContentType, PhotoKey, UserId};
 use app::service::ports::{
-    ExpiredUpload, IssuedUpload, NewPicture, NewUser, Part, PictureChange, PortError, PortResult,
-    QueuedTask, Recorded, Task, UserRecord, UserStore,
+    DirectoryEntry, DirectoryQuery, ExpiredUpload, IssuedUpload, NewPicture, NewUser, Part,
+    PictureChange, PortError, PortResult, QueuedTask, Recorded, Task, UserRecord, UserStore,
 };
 use async_trait::async_trait;
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -312,24 +312,29 @@ async fn try_insert_capped(
     Ok(outcomes)
 }
 
+/// The VALUES of a multi-row INSERT: `rows` rows of `columns` parameters each, numbered in
+/// order, and `constants` (SQL, such as `, 'Member'`) after each row's parameters. Numbered
+/// placeholders, which both SQLite and PostgreSQL read (the Any driver's query builder writes
+/// `?`, which PostgreSQL does not).
+pub(crate) fn value_rows(rows: usize, columns: usize, constants: &str) -> String {
+    let rows: Vec<String> = (0..rows)
+        .map(|row| {
+            let cells: Vec<String> = (1..=columns)
+                .map(|c| format!("${}", row * columns + c))
+                .collect();
+            format!("({}{constants})", cells.join(", "))
+        })
+        .collect();
+    rows.join(", ")
+}
+
 /// One multi-row INSERT of the uploads.
 fn insert_statement<'q>(
     uploads: &[&'q IssuedUpload],
 ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
-    // Numbered placeholders, which both SQLite and PostgreSQL read (the Any driver's query
-    // builder writes `?`, which PostgreSQL does not).
-    const COLUMNS: usize = 5;
-    let rows: Vec<String> = (0..uploads.len())
-        .map(|row| {
-            let cells: Vec<String> = (1..=COLUMNS)
-                .map(|c| format!("${}", row * COLUMNS + c))
-                .collect();
-            format!("({})", cells.join(", "))
-        })
-        .collect();
     let sql = format!(
         "INSERT INTO uploads (photo_key, user_id, content_type, content_length, expires_at) VALUES {}",
-        rows.join(", ")
+        value_rows(uploads.len(), 5, "")
     );
     let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
     for upload in uploads {
@@ -390,6 +395,58 @@ fn user_from_row(row: &AnyRow) -> PortResult<UserRecord> {
             .transpose()
             .map_err(db_error)?,
     })
+}
+
+fn directory_entry(row: &AnyRow) -> PortResult<DirectoryEntry> {
+    let id = UserId::parse(row.try_get::<String, _>("id").map_err(db_error)?).map_err(db_error)?;
+    let photo_key: Option<String> = row.try_get("photo_key").map_err(db_error)?;
+    Ok(DirectoryEntry {
+        name: row.try_get("name").map_err(db_error)?,
+        photo_key: photo_key
+            .map(|k| PhotoKey::parse(&k))
+            .transpose()
+            .map_err(db_error)?,
+        position: DirectoryCursor {
+            name_key: row.try_get("name_key").map_err(db_error)?,
+            id: id.clone(),
+        },
+        id,
+    })
+}
+
+// The directory's queries, named so that `docs/operations.md` can show their plans. `$1`, `$2`:
+// the cursor's name key and id (both empty for the first page); `$3`: the limit.
+
+/// A page: a range of `users_directory` from the cursor, in order. The range starts at the
+/// cursor's name key; rows of that same key come after it by id.
+const DIRECTORY_PAGE: &str = "SELECT id, name, photo_key, name_key FROM users \
+     WHERE name_key >= $1 AND (name_key > $1 OR id > $2) ORDER BY name_key, id LIMIT $3";
+
+/// A search (`$4` the folded prefix, `$5` its LIKE pattern, `$6` an upper bound when there is
+/// one): the page of name matches (a range of `users_directory`) and the page of email matches
+/// (a range of `users_by_email_key`), merged. The range starts at the later of the prefix and
+/// the cursor, compared by the database in its own collation.
+fn directory_search(bounded: bool) -> String {
+    // One lower bound per range: SQLite starts an index range from one of them only.
+    let part = |key: &str, start: &str, after: &str| {
+        let end = if bounded {
+            format!(" AND {key} < $6")
+        } else {
+            String::new()
+        };
+        format!(
+            "SELECT id, name, photo_key, name_key FROM users \
+             WHERE {key} >= {start}{end} AND {key} LIKE $5 ESCAPE '\\' \
+             AND {after}(name_key > $1 OR id > $2) ORDER BY name_key, id LIMIT $3"
+        )
+    };
+    format!(
+        "SELECT id, name, photo_key, name_key FROM ({}) AS by_name \
+         UNION SELECT id, name, photo_key, name_key FROM ({}) AS by_email \
+         ORDER BY name_key, id LIMIT $3",
+        part("name_key", "(CASE WHEN $1 > $4 THEN $1 ELSE $4 END)", ""),
+        part("email_key", "$4", "name_key >= $1 AND ")
+    )
 }
 
 fn unix(t: OffsetDateTime) -> i64 {
@@ -510,21 +567,48 @@ impl UserStore for SqlUserStore {
         row.as_ref().map(user_from_row).transpose()
     }
 
-    async fn list(&self) -> PortResult<Vec<UserRecord>> {
-        let rows = sqlx::query(select_users!("ORDER BY name, id"))
-            .fetch_all(&self.db.read)
-            .await
-            .map_err(db_error)?;
-        rows.iter().map(user_from_row).collect()
+    async fn directory(&self, query: DirectoryQuery<'_>) -> PortResult<Vec<DirectoryEntry>> {
+        // Without a cursor the page starts before every row: no id is empty.
+        let (after_key, after_id) = query.after.map_or(("", ""), |after| {
+            (after.name_key.as_str(), after.id.as_str())
+        });
+        let limit = i64::from(query.limit);
+        let rows = match query.search {
+            None => {
+                sqlx::query(DIRECTORY_PAGE)
+                    .bind(after_key)
+                    .bind(after_id)
+                    .bind(limit)
+                    .fetch_all(&self.db.read)
+                    .await
+            }
+            Some(search) => {
+                let bound = search.upper_bound();
+                let sql = directory_search(bound.is_some());
+                let mut select = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(after_key)
+                    .bind(after_id)
+                    .bind(limit)
+                    .bind(search.as_str())
+                    .bind(search.like_pattern());
+                if let Some(bound) = bound {
+                    select = select.bind(bound);
+                }
+                select.fetch_all(&self.db.read).await
+            }
+        }
+        .map_err(db_error)?;
+        rows.iter().map(directory_entry).collect()
     }
 
     async fn ensure(&self, user: &NewUser) -> PortResult<()> {
         let joined = OffsetDateTime::now_utc().date().to_string();
         sqlx::query(
-            "INSERT INTO users (id, email, name, phone, role, joined_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) \
+            "INSERT INTO users (id, email, name, phone, role, joined_at, name_key, email_key) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
              ON CONFLICT (id) DO UPDATE SET email = excluded.email, name = excluded.name, \
-             phone = excluded.phone, role = excluded.role",
+             phone = excluded.phone, role = excluded.role, name_key = excluded.name_key, \
+             email_key = excluded.email_key",
         )
         .bind(user.id.as_str())
         .bind(&user.email)
@@ -532,6 +616,8 @@ impl UserStore for SqlUserStore {
         .bind(user.phone.as_deref())
         .bind(&user.role)
         .bind(joined)
+        .bind(search_key(&user.name))
+        .bind(search_key(&user.email))
         .execute(&self.db.write)
         .await
         .map_err(db_error)?;

@@ -112,7 +112,10 @@ impl Application {
 
         let identity = match &config.identity {
             IdentityConfig::Embedded => {
-                Identity::embedded(&config.data_dir, &db, &self_origin, config.outbound).await?
+                let dir = &config.data_dir;
+                let identity = Identity::embedded(dir, &db, &self_origin, config.outbound).await?;
+                crate::embedded::people::seed_people(&db.write, config.seed_people).await?;
+                identity
             }
             IdentityConfig::Cognito(cognito) => {
                 let aws = aws.as_ref().expect("loaded for Cognito");

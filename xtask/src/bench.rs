@@ -1,10 +1,13 @@
-//! `cargo xtask bench [seconds] [postgres]`: the server's speed and memory on this machine.
+//! `cargo xtask bench [seconds] [postgres] [directory]`: the server's speed and memory on this
+//! machine.
 //!
-//! Builds the release binary, starts it on a fresh data directory (embedded default, SQLite),
-//! signs in, and drives `POST /api/auth/user/picture/upload-url` with `wrk` at 32 and 64
-//! connections, sampling the server's RSS through the run. Then it times the confirm step over
-//! real uploads and counts the bytes that pass through the app server per upload. Figures are
-//! printed; the README quotes them. Nothing here asserts a timing.
+//! Builds the release binary, starts it on a fresh data directory (embedded default, SQLite)
+//! with 100,000 synthetic people, signs in, and drives `POST /api/auth/user/picture/upload-url`
+//! with `wrk` at 32 and 64 connections, sampling the server's RSS through the run. Then it
+//! times the confirm step over real uploads and counts the bytes that pass through the app
+//! server per upload. Last, the directory: `GET /api/users?limit=50` and a search, at 32
+//! connections, with the size of the page's JSON. With `directory`, only that last part runs.
+//! Figures are printed; the README quotes them. Nothing here asserts a timing.
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
@@ -29,6 +32,7 @@ pub fn run(root: &Path, args: &[String]) -> Result {
     } else {
         None
     };
+    let directory_only = args.iter().any(|a| a == "directory");
     ensure_wrk()?;
     crate::cargo_free(Command::new("cargo"))
         .args(["build", "--release", "-p", "server", "--bin", "portrait"])
@@ -42,6 +46,7 @@ pub fn run(root: &Path, args: &[String]) -> Result {
         &data,
         postgres.as_ref().map(crate::services::Postgres::url),
         Site::None,
+        &[("PORTRAIT_SEED_PEOPLE", &DIRECTORY_PEOPLE.to_string())],
     )?;
     let token = server.sign_in()?;
     println!(
@@ -55,21 +60,55 @@ pub fn run(root: &Path, args: &[String]) -> Result {
         }
     );
 
-    for connections in [32, 64] {
-        let rss_before = rss_kib(server.child.id());
-        let sampler = RssSampler::start(server.child.id());
-        let report = wrk(root, &token, connections, seconds)?;
+    if !directory_only {
+        for connections in [32, 64] {
+            let rss_before = rss_kib(server.child.id());
+            let sampler = RssSampler::start(server.child.id());
+            let report = wrk(root, &token, &UPLOAD_URL, connections, seconds)?;
+            let rss = sampler.stop();
+            println!(
+                "upload-url, {connections} connections, {seconds} s: {report}\n  RSS KiB: before \
+                 {rss_before}, during min {} max {}, after {}",
+                rss.iter().min().unwrap_or(&0),
+                rss.iter().max().unwrap_or(&0),
+                rss_kib(server.child.id())
+            );
+        }
+        confirm_figures(&token)?;
+    }
+    directory_figures(root, &token, seconds, server.child.id())?;
+    server.stop();
+    Ok(())
+}
+
+/// People in the directory during the benchmark, half of them with a picture.
+const DIRECTORY_PEOPLE: usize = 100_000;
+
+/// One page of the directory, and one search (a prefix thousands of the synthetic names
+/// share), each at 32 connections; and how big the page's JSON is.
+fn directory_figures(root: &Path, token: &str, seconds: u64, pid: u32) -> Result {
+    for path in ["/api/users?limit=50", "/api/users?q=ali&limit=50"] {
+        let (status, body) = http("GET", path, Some(token), "")?;
+        if status != 200 {
+            return Err(format!("GET {path}: {status} {body}"));
+        }
+        let load = Load {
+            method: "GET",
+            path,
+            body: None,
+        };
+        let sampler = RssSampler::start(pid);
+        let report = wrk(root, token, &load, 32, seconds)?;
         let rss = sampler.stop();
         println!(
-            "upload-url, {connections} connections, {seconds} s: {report}\n  RSS KiB: before {rss_before}, \
-             during min {} max {}, after {}",
-            rss.iter().min().unwrap_or(&0),
+            "GET {path} ({DIRECTORY_PEOPLE} people), 32 connections, {seconds} s: {report}\n  \
+             page JSON: {} bytes, {} people, {} with a picture URL; RSS KiB max {}",
+            body.len(),
+            body.matches("\"initials\"").count(),
+            body.matches("\"pictureUrl\":\"").count(),
             rss.iter().max().unwrap_or(&0),
-            rss_kib(server.child.id())
         );
     }
-    confirm_figures(&token)?;
-    server.stop();
     Ok(())
 }
 
@@ -99,12 +138,14 @@ pub(crate) enum Site {
 
 impl Server {
     /// The release binary on a fresh data directory, with `site` (the release build's, from
-    /// `build-release`: hashed names) or none (the API alone).
+    /// `build-release`: hashed names) or none (the API alone), and `vars`: more of the server's
+    /// configuration.
     pub(crate) fn start(
         root: &Path,
         data: &Path,
         database_url: Option<String>,
         site: Site,
+        vars: &[(&str, &str)],
     ) -> Result<Self> {
         // Measuring whatever else answers there would be worse than not measuring.
         if TcpStream::connect(ADDR).is_ok() {
@@ -133,11 +174,13 @@ impl Server {
             .env("PORTRAIT_UPLOAD_URLS_PER_MINUTE", "100000000")
             .env("PORTRAIT_MAX_PENDING_UPLOADS", "unlimited")
             .env("PORTRAIT_LOG_FORMAT", "json")
+            .envs(vars.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
             .map_err(|e| format!("start server: {e}"))?;
-        let deadline = Instant::now() + Duration::from_secs(30);
+        // Seeding 100,000 people takes a few seconds before the server answers.
+        let deadline = Instant::now() + Duration::from_secs(180);
         while http("GET", "/readyz", None, "").map(|r| r.0) != Ok(200) {
             if Instant::now() > deadline {
                 return Err("the server did not become ready".into());
@@ -180,15 +223,30 @@ fn json_field(json: &str, field: &str) -> Option<String> {
     Some(json[start..end].to_owned())
 }
 
-fn wrk(root: &Path, token: &str, connections: u32, seconds: u64) -> Result<String> {
-    let script = root.join("target/bench-upload-url.lua");
+/// One request, which `wrk` repeats.
+struct Load<'a> {
+    method: &'a str,
+    path: &'a str,
+    /// A JSON body.
+    body: Option<&'a str>,
+}
+
+const UPLOAD_URL: Load = Load {
+    method: "POST",
+    path: "/api/auth/user/picture/upload-url",
+    body: Some(r#"{"fileName":"me.jpg","contentType":"image/jpeg","contentLength":48213}"#),
+};
+
+fn wrk(root: &Path, token: &str, load: &Load, connections: u32, seconds: u64) -> Result<String> {
+    let script = root.join("target/bench-wrk.lua");
+    let body = load.body.map_or(String::new(), |body| {
+        format!("wrk.body = '{body}'\nwrk.headers[\"Content-Type\"] = \"application/json\"\n")
+    });
     std::fs::write(
         &script,
         format!(
-            r#"wrk.method = "POST"
-wrk.body = '{{"fileName":"me.jpg","contentType":"image/jpeg","contentLength":48213}}'
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer {token}"
+            r#"wrk.method = "{}"
+{body}wrk.headers["Authorization"] = "Bearer {token}"
 done = function(summary, latency, requests)
   local errors = summary.errors.connect + summary.errors.read + summary.errors.write
     + summary.errors.status + summary.errors.timeout
@@ -196,7 +254,8 @@ done = function(summary, latency, requests)
     summary.requests / (summary.duration / 1e6), latency:percentile(50) / 1000,
     latency:percentile(99) / 1000, summary.requests, errors))
 end
-"#
+"#,
+            load.method
         ),
     )
     .map_err(|e| e.to_string())?;
@@ -209,7 +268,7 @@ end
             "-s",
         ])
         .arg(&script)
-        .arg(format!("http://{ADDR}/api/auth/user/picture/upload-url"))
+        .arg(format!("http://{ADDR}{}", load.path))
         .output()
         .map_err(|e| format!("wrk: {e}"))?;
     let text = String::from_utf8_lossy(&output.stdout);

@@ -21,7 +21,7 @@ pub fn run(root: &Path) -> Result {
     build_release(root)?;
     let data = root.join("target/bench-editor-data");
     let _ = std::fs::remove_dir_all(&data);
-    let server = Server::start(root, &data, None, Site::Release)?;
+    let server = Server::start(root, &data, None, Site::Release, &[])?;
     let browser = tools
         .browser_bench("editor.bench", &format!("http://{ADDR}"))
         .status_ok();

@@ -142,6 +142,8 @@ fn end_to_end(tools: &Tools, build: Build) -> Result {
     command
         .env("PORTRAIT_DATA_DIR", &data)
         .env("PORTRAIT_E2E_BUILD", name)
+        // More people than one page of the directory holds (end2end/tests/users.spec.ts).
+        .env("PORTRAIT_SEED_PEOPLE", "60")
         .status_ok()
 }
 

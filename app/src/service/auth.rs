@@ -26,6 +26,9 @@ pub const REFRESH_COOKIE: &str = "portrait_refresh";
 /// The `users.status` of an account that may use the app; any other value is refused.
 pub const ACTIVE: &str = "Active";
 
+/// The `users.role` of administrators (the directory's `Admin` group).
+pub const ADMIN: &str = "Admin";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthUser {
     pub id: UserId,

@@ -23,7 +23,7 @@ pub use auth::{
 pub use limits::UploadLimits;
 pub use maintenance::{MaintenanceReport, LEDGER_RETENTION, MAX_TASK_ATTEMPTS};
 pub use metrics::{Metrics, RequestLabels};
-pub use pictures::CONTENT_SNIFF_BYTES;
+pub use pictures::{UserPage, CONTENT_SNIFF_BYTES};
 pub use security::apply_page_policy;
 pub use throttle::SignInThrottle;
 

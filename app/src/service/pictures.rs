@@ -6,11 +6,15 @@ use std::time::Duration;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use super::ports::{IssuedUpload, NewPicture, ObjectInfo, Recorded, UserRecord};
+use super::auth::ADMIN;
+use super::ports::{DirectoryQuery, IssuedUpload, NewPicture, ObjectInfo, Recorded, UserRecord};
 use super::{AppState, AuthUser};
-use crate::api::{PictureResponse, Profile, UploadUrlRequest, UploadUrlResponse, UserSummary};
+use crate::api::{
+    PictureResponse, Profile, RemovedPicture, UploadUrlRequest, UploadUrlResponse, UserSummary,
+};
 use crate::domain::{
-    check_file_name, initials, ContentLength, ImageContentType, KeyKind, PhotoKey, UserId,
+    check_file_name, initials, ContentLength, DirectoryCursor, DirectoryRequest, ImageContentType,
+    KeyKind, PhotoKey, UserId,
 };
 use crate::error::ApiError;
 
@@ -49,6 +53,16 @@ impl<T, E: Into<ApiError>> Tag<T> for Result<T, E> {
     }
 }
 
+/// A page of the directory, as the use case answers it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserPage {
+    pub users: Vec<UserSummary>,
+    /// Where the next page starts, when there is one.
+    pub next: Option<DirectoryCursor>,
+    /// The caller is an administrator (the page offers removals).
+    pub viewer_is_admin: bool,
+}
+
 fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
 }
@@ -76,24 +90,70 @@ impl AppState {
         self.to_profile(record).await
     }
 
-    pub async fn list_users(&self, user: &AuthUser) -> Result<Vec<UserSummary>, ApiError> {
-        let records = self.users.list().await?;
-        // The caller's own row is among them, unless it is gone: then they are signed out, as
-        // on every other endpoint.
-        if !records.iter().any(|record| record.id == user.id) {
-            return Err(ApiError::unauthenticated());
+    /// A page of the directory. The caller must still have a row (else they are signed out,
+    /// as on every other endpoint); their role says whether the page may offer removals.
+    pub async fn list_users(
+        &self,
+        user: &AuthUser,
+        request: &DirectoryRequest,
+    ) -> Result<UserPage, ApiError> {
+        let viewer = self.user_record(&user.id).await?;
+        let limit = request.limit.get() as usize;
+        // One row beyond the page says whether another page follows.
+        let query = DirectoryQuery {
+            search: request.search.as_ref(),
+            after: request.after.as_ref(),
+            limit: request.limit.get() + 1,
+        };
+        let mut rows = self.users.directory(query).await?;
+        let next = if rows.len() > limit {
+            rows.truncate(limit);
+            rows.last().map(|row| row.position.clone())
+        } else {
+            None
+        };
+        let mut users = Vec::with_capacity(rows.len());
+        for row in rows {
+            users.push(
+                self.summary(&row.id, row.name, row.photo_key.as_ref())
+                    .await?,
+            );
         }
-        let mut users = Vec::new();
-        for record in records {
-            let (picture_url, _) = self.read_url(record.photo_key.as_ref()).await?;
-            users.push(UserSummary {
-                id: record.id.to_string(),
-                initials: initials(&record.name),
-                name: record.name,
-                picture_url,
-            });
+        Ok(UserPage {
+            users,
+            next,
+            viewer_is_admin: viewer.role == ADMIN,
+        })
+    }
+
+    /// An administrator removes someone's picture, with the same effects, in the same order,
+    /// as a person removing their own. Members are refused whoever the target is.
+    pub async fn remove_users_picture(
+        &self,
+        admin: &AuthUser,
+        raw_id: &str,
+    ) -> Result<RemovedPicture, ApiError> {
+        if self.user_record(&admin.id).await?.role != ADMIN {
+            return Err(ApiError::forbidden(
+                "Only administrators can remove another person's picture.",
+            ));
         }
-        Ok(users)
+        let id = UserId::parse(raw_id)?;
+        let unknown = || ApiError::not_found("There is no one with this id.");
+        let removed = self.remove_picture_of(&id).await?.ok_or_else(unknown)?;
+        tracing::info!(admin = %admin.id, user = %id, removed, "picture removed by an administrator");
+        let record = self.users.get(&id).await?.ok_or_else(unknown)?;
+        let message = if removed {
+            "Picture removed."
+        } else {
+            "There was no picture to remove."
+        };
+        Ok(RemovedPicture {
+            message: message.into(),
+            user: self
+                .summary(&record.id, record.name, record.photo_key.as_ref())
+                .await?,
+        })
     }
 
     /// Step 1: a presigned PUT for a fresh key, recorded in the ledger so that only this user can
@@ -304,23 +364,50 @@ impl AppState {
     }
 
     pub async fn delete_picture(&self, user: &AuthUser) -> Result<PictureResponse, ApiError> {
-        let change = self
-            .users
-            .replace_picture(&user.id, None)
+        let removed = self
+            .remove_picture_of(&user.id)
             .await?
             // The user has no row (any more).
             .ok_or_else(ApiError::unauthenticated)?;
-        self.run_tasks(&change.tasks).await;
-        if change.replaced.is_some() {
-            self.metrics.deletes.inc();
-        }
         let record = self.user_record(&user.id).await?;
-        let message = if change.replaced.is_some() {
+        let message = if removed {
             "Profile picture removed."
         } else {
             "There was no profile picture to remove."
         };
         self.picture_response(message, record).await
+    }
+
+    /// Removes the user's picture: the row first (the atomic swap, which queues the attribute
+    /// sync and the object's deletion with it), then those tasks, so a failure midway leaves
+    /// them queued and retried, never a directory pointing at a deleted object. Whether there
+    /// was a picture; `None` when the user has no row.
+    async fn remove_picture_of(&self, id: &UserId) -> Result<Option<bool>, ApiError> {
+        let Some(change) = self.users.replace_picture(id, None).await? else {
+            return Ok(None);
+        };
+        self.run_tasks(&change.tasks).await;
+        let removed = change.replaced.is_some();
+        if removed {
+            self.metrics.deletes.inc();
+        }
+        Ok(Some(removed))
+    }
+
+    /// What a list shows of one person: the one place a list row is made, whatever lists it.
+    async fn summary(
+        &self,
+        id: &UserId,
+        name: String,
+        photo_key: Option<&PhotoKey>,
+    ) -> Result<UserSummary, ApiError> {
+        let (picture_url, _) = self.read_url(photo_key).await?;
+        Ok(UserSummary {
+            id: id.to_string(),
+            initials: initials(&name),
+            name,
+            picture_url,
+        })
     }
 
     async fn user_record(&self, id: &UserId) -> Result<UserRecord, ApiError> {

@@ -8,7 +8,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use crate::domain::{ContentLength, ImageContentType, PhotoKey, UserId};
+use crate::domain::{
+    ContentLength, DirectoryCursor, ImageContentType, PhotoKey, SearchPrefix, UserId,
+};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type PortResult<T> = Result<T, PortError>;
@@ -61,6 +63,25 @@ pub struct UserRecord {
     /// `YYYY-MM-DD`.
     pub joined_at: String,
     pub photo_key: Option<PhotoKey>,
+}
+
+/// One row of the directory: what a list shows of a person, and where the row sits in the
+/// directory's order (the cursor of the page after it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DirectoryEntry {
+    pub id: UserId,
+    pub name: String,
+    pub photo_key: Option<PhotoKey>,
+    pub position: DirectoryCursor,
+}
+
+/// Which rows of the directory to read: in the order (name key, id), after `after`, those
+/// whose name or email starts with `search`, at most `limit`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DirectoryQuery<'a> {
+    pub search: Option<&'a SearchPrefix>,
+    pub after: Option<&'a DirectoryCursor>,
+    pub limit: u32,
 }
 
 /// What a sign-in tells us about a user, used to create their row on first sign-in.
@@ -143,7 +164,9 @@ pub trait UserStore: Send + Sync {
     /// A cheap round trip, for readiness checks.
     async fn ping(&self) -> PortResult<()>;
     async fn get(&self, id: &UserId) -> PortResult<Option<UserRecord>>;
-    async fn list(&self) -> PortResult<Vec<UserRecord>>;
+    /// A page of the directory, read from an index: its cost depends on the page, not on how
+    /// many people there are.
+    async fn directory(&self, query: DirectoryQuery<'_>) -> PortResult<Vec<DirectoryEntry>>;
     /// Creates the row on first sign-in; later sign-ins bring what the directory owns (email,
     /// name, phone, role) up to date, so a change made there shows at the next sign-in.
     async fn ensure(&self, user: &NewUser) -> PortResult<()>;

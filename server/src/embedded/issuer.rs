@@ -506,8 +506,8 @@ pub async fn seed_demo_users(pool: &AnyPool) -> Result<(), BoxError> {
         let id = uuid::Uuid::new_v4().to_string();
         let mut tx = pool.begin().await?;
         sqlx::query(
-            "INSERT INTO users (id, email, name, phone, role, status, joined_at) \
-             VALUES ($1, $2, $3, $4, $5, 'Active', $6)",
+            "INSERT INTO users (id, email, name, phone, role, status, joined_at, name_key, \
+             email_key) VALUES ($1, $2, $3, $4, $5, 'Active', $6, $7, $8)",
         )
         .bind(&id)
         .bind(demo.email)
@@ -515,6 +515,8 @@ pub async fn seed_demo_users(pool: &AnyPool) -> Result<(), BoxError> {
         .bind(demo.phone)
         .bind(demo.role)
         .bind(demo.joined_at)
+        .bind(app::domain::search_key(demo.name))
+        .bind(app::domain::search_key(demo.email))
         .execute(&mut *tx)
         .await?;
         let hash = tokio::task::spawn_blocking(|| hash_password(DEMO_PASSWORD)).await?;

@@ -3,6 +3,7 @@
 //! is exactly the code that talks to AWS.
 
 pub mod issuer;
+pub mod people;
 pub mod s3;
 
 /// Fresh random bytes as lowercase hex, for credentials and key ids.

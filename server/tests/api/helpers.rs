@@ -259,18 +259,24 @@ impl TestApp {
     pub async fn sql(&self, statement: &str) {
         use sqlx::Connection;
         sqlx::any::install_default_drivers();
-        let url = match &self.postgres {
+        let mut connection = sqlx::AnyConnection::connect(&self.database_url())
+            .await
+            .unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(statement.to_owned()))
+            .execute(&mut connection)
+            .await
+            .unwrap();
+    }
+
+    /// The URL of the app's database.
+    pub fn database_url(&self) -> String {
+        match &self.postgres {
             Some(database) => database.url(),
             None => format!(
                 "sqlite://{}",
                 self.data_dir.path().join("portrait.db").display()
             ),
-        };
-        let mut connection = sqlx::AnyConnection::connect(&url).await.unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(statement.to_owned()))
-            .execute(&mut connection)
-            .await
-            .unwrap();
+        }
     }
 
     /// Every object stored under the user's prefix.

@@ -3,6 +3,7 @@
 mod auth;
 mod cognito;
 mod delivery;
+mod directory;
 mod edges;
 mod helpers;
 mod operations;
