@@ -2,8 +2,10 @@ import { expect, test } from "./fixtures";
 import { ADA, GRACE, choosePhoto, hydrated, removePicture, saveAndSeePicture, signIn } from "./helpers";
 
 // The suite's server seeds synthetic people (`PORTRAIT_SEED_PEOPLE=60`, set by `cargo xtask
-// test`), so the directory has more than one page.
+// test`), so the directory has more than one page. Without them (a `cargo leptos end-to-end` as
+// typed) there are the two demo accounts, and the test of a second page is skipped.
 const PAGE = 50;
+const morePeopleThanAPage = Number(process.env.PORTRAIT_SEED_PEOPLE ?? 0) >= PAGE;
 
 async function openPeople(page: import("@playwright/test").Page) {
   await page.goto("/users");
@@ -34,10 +36,11 @@ test("the search box filters as you type, keeps the search in the URL, and says 
   await expect(rows).toHaveCount(0);
   await search.fill("");
   await expect(page).toHaveURL(/\/users$/);
-  await expect(rows).toHaveCount(PAGE);
+  await expect(rows).toHaveCount(morePeopleThanAPage ? PAGE : 2);
 });
 
 test("Show more fetches the next page, and the signed-in user's own row is marked", async ({ page }) => {
+  test.skip(!morePeopleThanAPage, "needs more people than a page: PORTRAIT_SEED_PEOPLE=60, as cargo xtask test sets");
   await signIn(page, GRACE.email);
   await openPeople(page);
   const rows = page.locator(".user-row");
