@@ -1,7 +1,6 @@
 //! What the browser may keep: pictures under URLs that stay the same for a while.
 
 use reqwest::StatusCode;
-use serde_json::Value;
 
 use crate::helpers::{jpeg, TestApp, ADA};
 
@@ -18,25 +17,14 @@ async fn read_urls_stay_the_same_for_a_while_and_let_the_browser_keep_the_pictur
     // Every view within the window gets the same URL: the profile, again, and the user list.
     // (The window is 450 s; should this test straddle its end, the later views agree.)
     let profile = app.profile(&token).await;
-    let users: Value = app
-        .get("/api/users", Some(&token))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let listed = users
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|user| user["id"] == profile["id"])
-        .expect("Ada is listed")["pictureUrl"]
-        .clone();
+    let listed = app.listed(&token, "Ada Dev").await.picture_url;
     let again = app.profile(&token).await["pictureUrl"].clone();
     assert!(
         url == profile["pictureUrl"] || profile["pictureUrl"] == again,
         "{url} / {}",
         profile["pictureUrl"]
     );
+    let listed = serde_json::Value::from(listed);
     assert!(
         listed == profile["pictureUrl"] || listed == again,
         "{listed}"

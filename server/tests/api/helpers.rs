@@ -402,6 +402,17 @@ impl TestApp {
         }
     }
 
+    /// How the user list shows the person named `name` (on its first page).
+    pub async fn listed(&self, token: &str, name: &str) -> app::api::UserSummary {
+        let listed = self.get("/api/users", Some(token)).await;
+        assert_eq!(listed.status(), StatusCode::OK);
+        let users: Vec<app::api::UserSummary> = listed.json().await.unwrap();
+        users
+            .into_iter()
+            .find(|user| user.name == name)
+            .unwrap_or_else(|| panic!("{name} is not listed"))
+    }
+
     /// The same PUT, which the storage must take.
     pub async fn put_ok(&self, grant: &Grant, body: Vec<u8>) {
         let put = self.put(grant, body).await;

@@ -141,20 +141,9 @@ async fn the_whole_flow_stores_serves_and_records_the_picture() {
     assert_eq!(app.objects_of(&user_id).await, vec![stored]);
     // The profile and the user list show it from now on.
     assert!(app.profile(&token).await["pictureUrl"].is_string());
-    let users: Value = app
-        .get("/api/users", Some(&token))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let ada = users
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|u| u["name"] == "Ada Dev")
-        .unwrap();
-    assert!(ada["pictureUrl"].is_string());
-    assert_eq!(ada["initials"], "AD");
+    let ada = app.listed(&token, "Ada Dev").await;
+    assert!(ada.picture_url.is_some());
+    assert_eq!(ada.initials, "AD");
 }
 
 #[tokio::test]
