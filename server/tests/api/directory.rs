@@ -76,7 +76,9 @@ async fn walk(app: &TestApp, token: &str, path: &str) -> (Vec<UserSummary>, usiz
     (all, pages)
 }
 
-/// A server, and the tokens of its administrator (Ada) and of a member (Grace).
+/// A server, and the tokens of its administrator (Ada) and of a member (Grace). Both have
+/// signed in, so both are in the directory in every set-up (with Cognito a person's row is made
+/// at their first sign-in).
 async fn admin_and_member() -> (TestApp, String, String) {
     let app = TestApp::spawn().await;
     let admin = app.token(ADA).await;
@@ -90,8 +92,7 @@ fn names(rows: &[UserSummary]) -> Vec<&str> {
 
 #[tokio::test]
 async fn pages_of_fifty_visit_everyone_once_in_name_order() {
-    let app = TestApp::spawn().await;
-    let token = app.token(GRACE).await;
+    let (app, _, token) = admin_and_member().await;
     // Few names for many people: ties, settled by id, and names differing only in case.
     let mut people = Vec::new();
     for n in 0..118 {
@@ -128,8 +129,7 @@ async fn pages_of_fifty_visit_everyone_once_in_name_order() {
 
 #[tokio::test]
 async fn the_limit_defaults_caps_and_refuses_nonsense() {
-    let app = TestApp::spawn().await;
-    let token = app.token(ADA).await;
+    let (app, token, _) = admin_and_member().await;
     let people: Vec<_> = (0..230)
         .map(|_| ("Person", "p@example.com", false))
         .collect();
@@ -163,8 +163,7 @@ async fn the_limit_defaults_caps_and_refuses_nonsense() {
 
 #[tokio::test]
 async fn the_last_page_has_no_link_and_a_tampered_cursor_is_refused() {
-    let app = TestApp::spawn().await;
-    let token = app.token(ADA).await;
+    let (app, token, _) = admin_and_member().await;
     let (rows, next) = page(&app, &token, "/api/users").await;
     assert_eq!(
         (names(&rows), next),
@@ -192,8 +191,7 @@ async fn the_last_page_has_no_link_and_a_tampered_cursor_is_refused() {
 
 #[tokio::test]
 async fn search_finds_name_and_email_prefixes_whatever_the_case() {
-    let app = TestApp::spawn().await;
-    let token = app.token(ADA).await;
+    let (app, token, _) = admin_and_member().await;
     add_people(
         &app,
         &[
