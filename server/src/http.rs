@@ -466,17 +466,11 @@ where
     use tower_http::services::ServeDir;
 
     let pkg = pkg.trim_matches('/');
-    let files = ServeDir::new(std::path::Path::new(site_root).join(pkg))
-        .precompressed_br()
-        .precompressed_gzip();
-    let caching = StaticCaching {
-        prefix: format!("/{pkg}/").into(),
-        policy: HeaderValue::from_static(if hashed {
-            "public, max-age=31536000, immutable"
-        } else {
-            "no-cache"
-        }),
-    };
+    let policy = HeaderValue::from_static(if hashed {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-cache"
+    });
     let build_file = |_: StatusCode, _: http::Version, headers: &http::HeaderMap, _: &_| {
         headers
             .get(CONTENT_TYPE)
@@ -487,32 +481,24 @@ where
                     .any(|compressible| kind.starts_with(compressible))
             })
     };
-    router
-        .nest_service(&format!("/{pkg}"), files)
+    // Only these answers pass through the two layers: the API and the pages do not.
+    let files = tower::ServiceBuilder::new()
+        .map_response(move |mut response: http::Response<_>| {
+            let status = response.status();
+            if status.is_success() || status == StatusCode::NOT_MODIFIED {
+                response.headers_mut().insert(CACHE_CONTROL, policy.clone());
+            }
+            response
+        })
         .layer(
             CompressionLayer::new()
                 .quality(CompressionLevel::Precise(4))
                 .compress_when(SizeAbove::new(1024).and(build_file)),
         )
-        .layer(axum::middleware::from_fn_with_state(caching, cache_static))
-}
-
-#[derive(Clone)]
-struct StaticCaching {
-    prefix: Arc<str>,
-    policy: HeaderValue,
-}
-
-async fn cache_static(
-    State(caching): State<StaticCaching>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let build_file = request.uri().path().starts_with(&*caching.prefix);
-    let mut response = next.run(request).await;
-    let served = response.status().is_success() || response.status() == StatusCode::NOT_MODIFIED;
-    if build_file && served {
-        response.headers_mut().insert(CACHE_CONTROL, caching.policy);
-    }
-    response
+        .service(
+            ServeDir::new(std::path::Path::new(site_root).join(pkg))
+                .precompressed_br()
+                .precompressed_gzip(),
+        );
+    router.nest_service(&format!("/{pkg}"), files)
 }
