@@ -397,7 +397,7 @@ impl DirectoryCursor {
 }
 
 fn decode_hex(raw: &str) -> Option<Vec<u8>> {
-    if raw.len() % 2 != 0 || raw.len() > 2 * (MAX_CURSOR_NAME_BYTES + 200) {
+    if !raw.len().is_multiple_of(2) || raw.len() > 2 * (MAX_CURSOR_NAME_BYTES + 200) {
         return None;
     }
     (0..raw.len())

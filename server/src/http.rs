@@ -298,9 +298,9 @@ const HSTS: &str = "max-age=31536000";
 /// Headers every response carries (pages add their own Content-Security-Policy and
 /// Cache-Control). `https`: the app is served over HTTPS (secure cookies are on), so browsers
 /// are told to use nothing else for a year.
-pub fn security_headers<S: Clone>(router: axum::Router<S>, https: bool) -> axum::Router<S>
+pub fn security_headers<S>(router: axum::Router<S>, https: bool) -> axum::Router<S>
 where
-    S: Send + Sync + 'static,
+    S: Clone + Send + Sync + 'static,
 {
     let header = |name: &'static str, value: &'static str| {
         SetResponseHeaderLayer::if_not_present(
@@ -324,9 +324,9 @@ where
 /// One log line per request, tagged with a request id that is also returned to the client.
 /// Only the path is logged, never the query string or headers, so no token or signature can
 /// end up in the logs.
-pub fn request_tracing<S: Clone>(router: axum::Router<S>) -> axum::Router<S>
+pub fn request_tracing<S>(router: axum::Router<S>) -> axum::Router<S>
 where
-    S: Send + Sync + 'static,
+    S: Clone + Send + Sync + 'static,
 {
     let trace = TraceLayer::new_for_http()
         .make_span_with(|request: &Request| {
@@ -418,27 +418,6 @@ pub async fn record_latency(
     response
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_short_plain_request_ids_are_kept() {
-        for id in ["abc-123", "trace_1.2", &"a".repeat(64)] {
-            assert!(is_plain_request_id(id.as_bytes()), "{id}");
-        }
-        for id in ["", &"a".repeat(65), "a b", "a\"b", "id,other", "ünï"] {
-            assert!(!is_plain_request_id(id.as_bytes()), "{id}");
-        }
-    }
-
-    #[test]
-    fn unknown_methods_share_one_label() {
-        assert_eq!(method_label(&Method::DELETE), "DELETE");
-        assert_eq!(method_label(&Method::from_bytes(b"BREW").unwrap()), "OTHER");
-    }
-}
-
 /// Serves the site's build files (WebAssembly, JavaScript, CSS) under `/{pkg}/`, from that
 /// folder of `site_root`.
 ///
@@ -501,4 +480,25 @@ where
                 .precompressed_gzip(),
         );
     router.nest_service(&format!("/{pkg}"), files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_short_plain_request_ids_are_kept() {
+        for id in ["abc-123", "trace_1.2", &"a".repeat(64)] {
+            assert!(is_plain_request_id(id.as_bytes()), "{id}");
+        }
+        for id in ["", &"a".repeat(65), "a b", "a\"b", "id,other", "ünï"] {
+            assert!(!is_plain_request_id(id.as_bytes()), "{id}");
+        }
+    }
+
+    #[test]
+    fn unknown_methods_share_one_label() {
+        assert_eq!(method_label(&Method::DELETE), "DELETE");
+        assert_eq!(method_label(&Method::from_bytes(b"BREW").unwrap()), "OTHER");
+    }
 }
