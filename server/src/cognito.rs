@@ -7,6 +7,7 @@ use app::service::ports::{
     BoxError, Directory, NewUser, Part, PortError, PortResult, RefreshOutcome, SignInOutcome,
     SignedIn, Tokens,
 };
+use app::service::ADMIN;
 use async_trait::async_trait;
 use aws_sdk_cognitoidentityprovider::error::SdkError;
 use aws_sdk_cognitoidentityprovider::operation::initiate_auth::InitiateAuthError;
@@ -171,7 +172,7 @@ fn user_from_id_token(id_token: &str) -> PortResult<NewUser> {
     let bytes = URL_SAFE_NO_PAD.decode(payload).map_err(directory_error)?;
     let claims: IdClaims = serde_json::from_slice(&bytes).map_err(directory_error)?;
     let role = if claims.groups.iter().any(|g| g == ADMIN_GROUP) {
-        "Admin"
+        ADMIN
     } else {
         "Member"
     };

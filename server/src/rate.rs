@@ -9,14 +9,14 @@
 //! per batch, not one per request each waiting for the previous one's row lock, and no stage of
 //! its own that would split the batches in two.
 //!
-//! A user whose allowance is larger than one URL a second (an API client with a raised limit)
-//! and who keeps asking is also given a lease: the server asks the database for more takes than
+//! A user whose allowance is two URLs a second or more (an API client with a raised limit) and
+//! who keeps asking is also given a lease: the server asks the database for more takes than
 //! the batch needs and hands the spare ones out itself for up to a second. Each next ask doubles
 //! the spare part, up to one second of the user's steady allowance, so a busy user costs about
 //! one row update per server per second instead of one per batch. The database still grants
 //! every take, so servers together never exceed the limit; what a lease costs is that spare
-//! takes a server did not hand out within its second are lost (at most one second's allowance
-//! per server). Below 120 URLs a minute (the default is 30) no lease is ever taken and each
+//! takes a server did not hand out within its second are lost (for each user, at most one
+//! second's allowance per server). Below 120 URLs a minute (the default is 30) no lease is ever taken and each
 //! take is the database's own decision.
 
 use std::collections::{BTreeMap, HashMap};
@@ -170,7 +170,8 @@ impl SharedAllowance {
                         0
                     };
                     lease.spare -= used;
-                    (used, (lease.ahead * 2).clamp(1, self.most_ahead))
+                    // (`clamp` would panic where leasing is off: `most_ahead` is 0 there.)
+                    (used, (lease.ahead * 2).max(1).min(self.most_ahead))
                 }
                 None => (0, 0),
             };

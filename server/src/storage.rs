@@ -32,7 +32,7 @@ use aws_sigv4::http_request::{
 };
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
-use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet};
 use time::OffsetDateTime;
 
 fn storage_error(e: impl Into<BoxError>) -> PortError {
@@ -97,11 +97,7 @@ struct Presigner {
 
 /// AWS's `UriEncode`: RFC 3986's unreserved characters stay, every other byte is
 /// percent-encoded. This is what the SDK does for query values.
-const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
+const QUERY_VALUE: &AsciiSet = app::domain::UNRESERVED;
 /// The same for an object key in the path, where `/` separates segments and stays as it is.
 const KEY_PATH: &AsciiSet = &QUERY_VALUE.remove(b'/');
 

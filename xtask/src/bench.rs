@@ -73,7 +73,7 @@ pub fn run(root: &Path, args: &[String]) -> Result {
     }
     // The directory's people are seeded by a second start on the same database, so that the
     // figures above are taken on the database they always were. The database then analyses
-    // the new rows in the background (PostgreSQL's autovacuum), which is let finish first.
+    // the new rows in the background (PostgreSQL's autovacuum), which is given 10 s first.
     server.stop();
     let people = DIRECTORY_PEOPLE.to_string();
     let seeded = [("PORTRAIT_SEED_PEOPLE", people.as_str())];

@@ -18,7 +18,8 @@ use std::time::Duration;
 use leptos::prelude::use_context;
 
 pub use auth::{
-    client_address, request_headers, AuthUser, UserStatusCache, REFRESH_COOKIE, SESSION_COOKIE,
+    client_address, request_headers, AuthUser, UserStatusCache, ADMIN, REFRESH_COOKIE,
+    SESSION_COOKIE,
 };
 pub use limits::UploadLimits;
 pub use maintenance::{MaintenanceReport, LEDGER_RETENTION, MAX_TASK_ATTEMPTS};

@@ -10,6 +10,7 @@ use app::service::ports::{
     BoxError, Directory, NewUser, Part, PortError, PortResult, RefreshOutcome, SignInOutcome,
     SignedIn, Tokens,
 };
+use app::service::ADMIN;
 use async_trait::async_trait;
 use aws_lc_rs::encoding::AsDer;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -479,7 +480,7 @@ pub const DEMO_USERS: [DemoUser; 2] = [
     DemoUser {
         email: "ada@example.com",
         name: "Ada Dev",
-        role: "Admin",
+        role: ADMIN,
         phone: "+44 20 7946 0001",
         joined_at: "2024-03-12",
     },
