@@ -152,8 +152,10 @@ fn Directory(page: DirectoryPage, search: String) -> impl IntoView {
             let _ = dialog.show_modal();
         }
     };
+    // Also called when a removal answers, which may be after the page was left: `try_` then
+    // finds nothing to close instead of panicking on a disposed node.
     let close_dialog = move || {
-        if let Some(dialog) = dialog.get_untracked() {
+        if let Some(dialog) = dialog.try_get_untracked().flatten() {
             dialog.close();
         }
     };
