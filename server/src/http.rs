@@ -428,7 +428,7 @@ pub async fn record_latency(
 ///   the file is unchanged (which leptos_axum's file handler, passing on no condition, would
 ///   not give).
 /// - Compression: a release build brings brotli and gzip files beside each one
-///   (`--precompress`), which leptos_axum's file handler sends as they are. A development build
+///   (`--precompress`), which are sent as they are. A development build
 ///   has none, so those answers are compressed here, at a quick brotli level (a release is
 ///   compressed once, at the highest).
 pub fn static_files<S>(
