@@ -104,6 +104,11 @@ pub struct UploadUrlRequest {
     /// URL. The SRS's request leaves it out; the size is then checked at the confirm.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_length: Option<u64>,
+    /// Exact byte length of the small rendition (128×128, for lists) the client will PUT as
+    /// well; when given, the answer's `small` grants it. Not in the SRS: without it the picture
+    /// is shown in full everywhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub small_content_length: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -114,6 +119,18 @@ pub struct UploadUrlResponse {
     pub expires_at_utc: String,
     /// Exactly the headers the PUT must carry (browsers add Content-Length themselves): the
     /// content type, and the length when one was asked for.
+    pub headers: BTreeMap<String, String>,
+    /// Where to PUT the small rendition, when `smallContentLength` asked for one. It is
+    /// confirmed with the picture (same `photoKey`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub small: Option<SmallUpload>,
+}
+
+/// The grant of a small rendition's PUT: like the picture's, for its own key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SmallUpload {
+    pub upload_url: String,
     pub headers: BTreeMap<String, String>,
 }
 

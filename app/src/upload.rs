@@ -1,7 +1,10 @@
 //! The browser's side of the three-step upload: ask for a URL, PUT the bytes straight to the
 //! storage, confirm. Messages are the SRS's, made specific where S3 says what went wrong.
 
-use crate::api::{ConfirmUploadRequest, PictureResponse, UploadUrlRequest, UploadUrlResponse};
+use std::collections::BTreeMap;
+
+use crate::api::{ConfirmUploadRequest, PictureResponse, UploadUrlRequest};
+use crate::editor::Exported;
 use crate::server_fns::{confirm_upload, create_upload_url};
 
 /// What the user sees when the PUT to storage fails (the SRS's wording).
@@ -58,26 +61,42 @@ impl PutFailure {
     }
 }
 
-/// Uploads a finished JPEG as the new profile picture. `progress` is told each step's label.
-/// An upload URL that expired on the way is replaced by a fresh one once, without asking.
+/// Uploads a finished picture and its small rendition as the new profile picture. `progress` is
+/// told each step's label. An upload URL that expired on the way is replaced by a fresh one
+/// once, without asking.
 pub async fn upload_picture(
-    jpeg: Vec<u8>,
+    exported: Exported,
     progress: impl Fn(&'static str),
 ) -> Result<PictureResponse, String> {
+    let Exported { picture, small } = exported;
     let mut retried = false;
     loop {
         progress("Requesting upload…");
         let grant = create_upload_url(UploadUrlRequest {
             file_name: "profile.jpg".into(),
             content_type: "image/jpeg".into(),
-            content_length: Some(jpeg.len() as u64),
+            content_length: Some(picture.len() as u64),
+            small_content_length: Some(small.len() as u64),
         })
         .await
         .map_err(|e| e.message)?;
 
         progress("Uploading…");
         let started = js_sys::Date::now();
-        match put_to_storage(&grant, &jpeg).await {
+        // Both at once; the small one is a few KB. Without it the picture still works (lists
+        // show it in full), so only the picture's PUT decides.
+        let small_put = async {
+            if let Some(grant) = &grant.small {
+                if let Err(failure) =
+                    put_to_storage(&grant.upload_url, &grant.headers, &small).await
+                {
+                    leptos::logging::warn!("upload of the small picture failed: {failure:?}");
+                }
+            }
+        };
+        let picture_put = put_to_storage(&grant.upload_url, &grant.headers, &picture);
+        let (put, ()) = futures::future::join(picture_put, small_put).await;
+        match put {
             Ok(()) => {}
             Err(PutFailure::Expired) if !retried => {
                 retried = true;
@@ -94,16 +113,20 @@ pub async fn upload_picture(
         return confirm_upload(ConfirmUploadRequest {
             photo_key: grant.photo_key,
             put_millis: Some(took),
-            put_bytes: Some(jpeg.len() as u64),
+            put_bytes: Some(picture.len() as u64),
         })
         .await
         .map_err(|e| e.message);
     }
 }
 
-async fn put_to_storage(grant: &UploadUrlResponse, body: &[u8]) -> Result<(), PutFailure> {
-    let mut request = gloo_net::http::Request::put(&grant.upload_url);
-    for (name, value) in &grant.headers {
+async fn put_to_storage(
+    url: &str,
+    headers: &BTreeMap<String, String>,
+    body: &[u8],
+) -> Result<(), PutFailure> {
+    let mut request = gloo_net::http::Request::put(url);
+    for (name, value) in headers {
         // The browser sets these itself and refuses to let scripts do it.
         if !name.eq_ignore_ascii_case("content-length") && !name.eq_ignore_ascii_case("host") {
             request = request.header(name, value);

@@ -1,4 +1,4 @@
-import type { CDPSession, Page } from "@playwright/test";
+import type { CDPSession, Locator, Page } from "@playwright/test";
 
 import { expect, test } from "./fixtures";
 import { ADA, choosePhoto, hydrated, saveAndSeePicture, signIn } from "./helpers";
@@ -73,19 +73,25 @@ test("pictures are downloaded once: a reload shows them from the browser's cache
   const saved = await avatar.getAttribute("src");
   const storage = (url: URL) => saved !== null && url.origin === new URL(saved).origin;
 
-  // The list shows the same picture under the same URL: the bytes are already here.
+  const width = (img: Locator) => img.evaluate((img: HTMLImageElement) => img.complete && img.naturalWidth);
+  // The list shows the small rendition Save made with the picture, under a URL of its own.
   await page.goto("/users");
   await hydrated(page);
+  const listed = page.getByRole("img", { name: `Profile picture of ${ADA.name}` }).first();
+  await expect.poll(() => width(listed)).toBe(128);
+  expect(await listed.getAttribute("src")).toContain("_small.jpg");
   await page.goto("/");
   await hydrated(page);
-  await expect.poll(() => avatar.evaluate((img: HTMLImageElement) => img.complete && img.naturalWidth)).toBe(512);
+  await expect.poll(() => width(avatar)).toBe(512);
+
+  // Coming back to either, the bytes are already here.
   network.reset();
   await page.reload();
   await hydrated(page);
-  await expect.poll(() => avatar.evaluate((img: HTMLImageElement) => img.complete && img.naturalWidth)).toBe(512);
+  await expect.poll(() => width(avatar)).toBe(512);
   await page.goto("/users");
   await hydrated(page);
-  await expect(page.getByRole("img", { name: `Profile picture of ${ADA.name}` }).first()).toBeVisible();
+  await expect.poll(() => width(listed)).toBe(128);
   expect(network.total(storage), `picture bytes fetched again:\n${network.list()}`).toBe(0);
 
   // A new picture is a new key and so a new URL: it shows at once, never the kept one.

@@ -4,7 +4,9 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
-use app::domain::{search_key, ContentLength, DirectoryCursor, ImageContentType, PhotoKey, UserId};
+use app::domain::{
+    search_key, ContentLength, DirectoryCursor, ImageContentType, PhotoKey, Rendition, UserId,
+};
 use app::service::ports::{
     DirectoryEntry, DirectoryQuery, ExpiredUpload, IssuedUpload, NewPicture, NewUser, Part,
     PictureChange, PortError, PortResult, QueuedTask, Recorded, Task, UserRecord, UserStore,
@@ -333,8 +335,9 @@ fn insert_statement<'q>(
     uploads: &[&'q IssuedUpload],
 ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
     let sql = format!(
-        "INSERT INTO uploads (photo_key, user_id, content_type, content_length, expires_at) VALUES {}",
-        value_rows(uploads.len(), 5, "")
+        "INSERT INTO uploads \
+         (photo_key, user_id, content_type, content_length, small_length, expires_at) VALUES {}",
+        value_rows(uploads.len(), 6, "")
     );
     let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
     for upload in uploads {
@@ -343,6 +346,7 @@ fn insert_statement<'q>(
             .bind(upload.user_id.as_str())
             .bind(upload.content_type.mime())
             .bind(upload.content_length.map(|n| n.get() as i64))
+            .bind(upload.small_length.map(|n| n.get() as i64))
             .bind(unix(upload.expires_at));
     }
     insert
@@ -374,7 +378,8 @@ fn ledger_outcome(outcome: Result<(), LedgerError>) -> PortResult<Recorded> {
 macro_rules! select_users {
     ($rest:literal) => {
         concat!(
-            "SELECT id, email, name, phone, role, status, joined_at, photo_key FROM users ",
+            "SELECT id, email, name, phone, role, status, joined_at, photo_key, photo_small \
+             FROM users ",
             $rest
         )
     };
@@ -394,7 +399,12 @@ fn user_from_row(row: &AnyRow) -> PortResult<UserRecord> {
             .map(|k| PhotoKey::parse(&k))
             .transpose()
             .map_err(db_error)?,
+        photo_small: photo_small(row)?,
     })
+}
+
+fn photo_small(row: &AnyRow) -> PortResult<bool> {
+    Ok(row.try_get::<i64, _>("photo_small").map_err(db_error)? != 0)
 }
 
 fn directory_entry(row: &AnyRow) -> PortResult<DirectoryEntry> {
@@ -406,6 +416,7 @@ fn directory_entry(row: &AnyRow) -> PortResult<DirectoryEntry> {
             .map(|k| PhotoKey::parse(&k))
             .transpose()
             .map_err(db_error)?,
+        photo_small: photo_small(row)?,
         position: DirectoryCursor {
             name_key: row.try_get("name_key").map_err(db_error)?,
             id: id.clone(),
@@ -419,7 +430,7 @@ fn directory_entry(row: &AnyRow) -> PortResult<DirectoryEntry> {
 
 /// A page: a range of `users_directory` from the cursor, in order. The range starts at the
 /// cursor's name key; rows of that same key come after it by id.
-const DIRECTORY_PAGE: &str = "SELECT id, name, photo_key, name_key FROM users \
+const DIRECTORY_PAGE: &str = "SELECT id, name, photo_key, photo_small, name_key FROM users \
      WHERE name_key >= $1 AND (name_key > $1 OR id > $2) ORDER BY name_key, id LIMIT $3";
 
 /// A search (`$4` the folded prefix, `$5` its LIKE pattern, `$6` an upper bound when there is
@@ -435,14 +446,14 @@ fn directory_search(bounded: bool) -> String {
             String::new()
         };
         format!(
-            "SELECT id, name, photo_key, name_key FROM users \
+            "SELECT id, name, photo_key, photo_small, name_key FROM users \
              WHERE {key} >= {start}{end} AND {key} LIKE $5 ESCAPE '\\' \
              AND {after}(name_key > $1 OR id > $2) ORDER BY name_key, id LIMIT $3"
         )
     };
     format!(
-        "SELECT id, name, photo_key, name_key FROM ({}) AS by_name \
-         UNION SELECT id, name, photo_key, name_key FROM ({}) AS by_email \
+        "SELECT id, name, photo_key, photo_small, name_key FROM ({}) AS by_name \
+         UNION SELECT id, name, photo_key, photo_small, name_key FROM ({}) AS by_email \
          ORDER BY name_key, id LIMIT $3",
         part("name_key", "(CASE WHEN $1 > $4 THEN $1 ELSE $4 END)", ""),
         part("email_key", "$4", "name_key >= $1 AND ")
@@ -648,7 +659,7 @@ impl UserStore for SqlUserStore {
 
     async fn find_upload(&self, key: &PhotoKey) -> PortResult<Option<IssuedUpload>> {
         let row = sqlx::query(
-            "SELECT user_id, content_type, content_length, expires_at, picture_key \
+            "SELECT user_id, content_type, content_length, small_length, expires_at, picture_key \
              FROM uploads WHERE photo_key = $1",
         )
         .bind(key.as_str())
@@ -659,6 +670,7 @@ impl UserStore for SqlUserStore {
         let user_id: String = row.try_get("user_id").map_err(db_error)?;
         let content_type: String = row.try_get("content_type").map_err(db_error)?;
         let length: Option<i64> = row.try_get("content_length").map_err(db_error)?;
+        let small_length: Option<i64> = row.try_get("small_length").map_err(db_error)?;
         let expires_at: i64 = row.try_get("expires_at").map_err(db_error)?;
         let picture: Option<String> = row.try_get("picture_key").map_err(db_error)?;
         Ok(Some(IssuedUpload {
@@ -667,6 +679,10 @@ impl UserStore for SqlUserStore {
             content_type: ImageContentType::parse(&content_type).map_err(db_error)?,
             content_length: length
                 .map(|n| ContentLength::parse(n.max(0) as u64))
+                .transpose()
+                .map_err(db_error)?,
+            small_length: small_length
+                .map(|n| ContentLength::parse_for(Rendition::Small, n.max(0) as u64))
                 .transpose()
                 .map_err(db_error)?,
             expires_at: OffsetDateTime::from_unix_timestamp(expires_at).map_err(db_error)?,
@@ -708,11 +724,12 @@ impl UserStore for SqlUserStore {
         // RETURNING shows it as it is. Concurrent changes serialise on the row, and each sees
         // exactly the key it replaced, so no update is lost and no replaced object is missed.
         let replaced: Option<Option<String>> = sqlx::query_scalar(
-            "UPDATE users SET replaced_photo_key = photo_key, photo_key = $1, version = version + 1 \
-             WHERE id = $2 RETURNING replaced_photo_key",
+            "UPDATE users SET replaced_photo_key = photo_key, photo_key = $1, photo_small = $3, \
+             version = version + 1 WHERE id = $2 RETURNING replaced_photo_key",
         )
         .bind(new.map(|new| new.picture.as_str()))
         .bind(id.as_str())
+        .bind(i64::from(new.is_some_and(|new| new.small)))
         .fetch_optional(&mut *tx)
         .await
         .map_err(db_error)?;

@@ -24,7 +24,7 @@ use leptos::prelude::*;
 use wasm_split_helpers::{wasm_split, SplitLoaderError};
 
 use super::transform::Crop;
-use super::{flatten, DecodeError, ImageEditor, Photo};
+use super::{flatten, DecodeError, Exported, ImageEditor, Photo};
 
 /// The editor's code could not be fetched; says so in words for the person.
 pub struct NotLoaded(pub String);
@@ -71,8 +71,8 @@ pub(super) async fn from_browser(pixels: RgbaImage) -> Result<Arc<Photo>, NotLoa
     photo_from_pixels(pixels).await
 }
 
-/// The 512×512 JPEG to upload ([`Photo::export`]); the error is what the person is told.
-pub async fn export(photo: Arc<Photo>, crop: Crop) -> Result<Vec<u8>, String> {
+/// The JPEGs to upload ([`Photo::export`]); the error is what the person is told.
+pub async fn export(photo: Arc<Photo>, crop: Crop) -> Result<Exported, String> {
     match export_photo(photo, crop).await {
         Ok(exported) => exported,
         Err(NotLoaded(message)) => Err(message),
@@ -106,7 +106,7 @@ editor_module! {
     }
 
     #[split()]
-    fn export_photo(photo: Arc<Photo>, crop: Crop) -> Result<Result<Vec<u8>, String>, NotLoaded> {
+    fn export_photo(photo: Arc<Photo>, crop: Crop) -> Result<Result<Exported, String>, NotLoaded> {
         Ok(photo.export(crop))
     }
 

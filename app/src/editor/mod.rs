@@ -20,8 +20,12 @@ use transform::{render, Crop};
 use image::metadata::Orientation;
 use image::RgbImage;
 
+use crate::domain::Rendition;
+
 /// Side of the uploaded square picture.
 pub const OUTPUT_SIZE: u32 = 512;
+// The small rendition is the picture halved twice: each of its pixels the mean of 4×4.
+const _: () = assert!(OUTPUT_SIZE == 4 * Rendition::SMALL_SIDE);
 /// JPEG quality of the upload: visually clean at avatar sizes, a few tens of KB.
 pub const OUTPUT_QUALITY: u8 = 85;
 /// Shortest side a photo is decoded at when it opens: the preview at every zoom and a Save up to
@@ -107,10 +111,11 @@ impl Photo {
             && short_side(&self.levels[0]) < needed_short_side(crop, OUTPUT_SIZE)
     }
 
-    /// The JPEG to upload: the same transform as the preview, at [`OUTPUT_SIZE`]. Zoomed in
-    /// further than the working copy can serve, the file is decoded again at the resolution the
-    /// crop needs (and that copy dropped afterwards).
-    pub fn export(&self, crop: Crop) -> Result<Vec<u8>, String> {
+    /// The JPEGs to upload: the same transform as the preview, at [`OUTPUT_SIZE`], and its small
+    /// rendition from the same pixels. Zoomed in further than the working copy can serve, the
+    /// file is decoded again at the resolution the crop needs (and that copy dropped
+    /// afterwards).
+    pub fn export(&self, crop: Crop) -> Result<Exported, String> {
         let picture = match &self.original {
             Some(bytes) if self.export_decodes(crop) => {
                 let needed = needed_short_side(crop, OUTPUT_SIZE);
@@ -124,8 +129,19 @@ impl Photo {
                 OUTPUT_SIZE,
             ),
         };
-        encode_jpeg(&picture)
+        let small = halve(&halve(&picture));
+        Ok(Exported {
+            picture: encode_jpeg(&picture)?,
+            small: encode_jpeg(&small)?,
+        })
     }
+}
+
+/// What a Save uploads: the picture, and its small rendition for lists
+/// ([`Rendition::SMALL_SIDE`] a side).
+pub struct Exported {
+    pub picture: Vec<u8>,
+    pub small: Vec<u8>,
 }
 
 /// Photo pixels a `size`-pixel render of `crop` needs across the photo's shorter side.
@@ -186,6 +202,7 @@ pub fn encode_jpeg(picture: &RgbImage) -> Result<Vec<u8>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use image::imageops::FilterType;
 
     fn jpeg_of(w: u32, h: u32) -> Vec<u8> {
         let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([x as u8, y as u8, 128]));
@@ -262,7 +279,11 @@ mod tests {
         let contains =
             |haystack: &[u8], needle: &[u8]| haystack.windows(needle.len()).any(|w| w == needle);
         assert!(contains(&input, b"Exif"), "the fixture has EXIF");
-        let output = decode(&input).unwrap().export(Crop::default()).unwrap();
+        let output = decode(&input)
+            .unwrap()
+            .export(Crop::default())
+            .unwrap()
+            .picture;
         for marker in [
             &b"Exif"[..],
             b"ICC_PROFILE",
@@ -272,6 +293,28 @@ mod tests {
         ] {
             assert!(!contains(&output, marker), "output holds {marker:?}");
         }
+    }
+
+    #[test]
+    fn the_small_rendition_is_the_picture_scaled_down() {
+        let photo = Photo::from_pixels(image::RgbImage::from_fn(1024, 1024, |x, y| {
+            image::Rgb([(x / 4) as u8, (y / 4) as u8, ((x + y) / 8) as u8])
+        }));
+        let exported = photo.export(Crop::default()).unwrap();
+        let picture = image::load_from_memory(&exported.picture)
+            .unwrap()
+            .to_rgb8();
+        let small = image::load_from_memory(&exported.small).unwrap().to_rgb8();
+        assert_eq!(small.dimensions(), (128, 128));
+        let scaled = image::imageops::resize(&picture, 128, 128, FilterType::Triangle);
+        let differences: Vec<u32> = small
+            .as_raw()
+            .iter()
+            .zip(scaled.as_raw())
+            .map(|(a, b)| u32::from(a.abs_diff(*b)))
+            .collect();
+        let mean = differences.iter().sum::<u32>() as f64 / differences.len() as f64;
+        assert!(mean < 4.0, "mean difference {mean}");
     }
 
     #[test]
@@ -293,7 +336,7 @@ mod tests {
             [(1600, 1200), (800, 600)],
             "1,200 px is within 2× of the working size"
         );
-        let bytes = photo.export(Crop::default()).unwrap();
+        let bytes = photo.export(Crop::default()).unwrap().picture;
         assert!(bytes.starts_with(&[0xFF, 0xD8, 0xFF]));
         let out = image::load_from_memory(&bytes).unwrap();
         assert_eq!((out.width(), out.height()), (OUTPUT_SIZE, OUTPUT_SIZE));
@@ -334,10 +377,10 @@ mod tests {
             zoom,
             ..Crop::default()
         };
-        assert!(contrast(&photo.export(zoom(2.0)).unwrap()) < 120);
+        assert!(contrast(&photo.export(zoom(2.0)).unwrap().picture) < 120);
         // Zoom 5 needs 2,560: the Save decodes the file again, at full size, and shows them
         // (229 when this was written).
-        assert!(contrast(&photo.export(zoom(5.0)).unwrap()) > 200);
+        assert!(contrast(&photo.export(zoom(5.0)).unwrap().picture) > 200);
     }
 
     #[test]
@@ -368,7 +411,7 @@ mod tests {
             },
         ] {
             let preview = photo.preview(crop, 128);
-            let output = image::load_from_memory(&photo.export(crop).unwrap())
+            let output = image::load_from_memory(&photo.export(crop).unwrap().picture)
                 .unwrap()
                 .into_rgb8();
             let worst = transform::tests::difference_when_scaled(&preview, &output);

@@ -127,7 +127,7 @@ fn ProfileCard(profile: Profile) -> impl IntoView {
                 after_paint().await;
             }
             let result = match editor::export(current, crop).await {
-                Ok(jpeg) => upload_picture(jpeg, |step| busy.set(Some(step.into()))).await,
+                Ok(exported) => upload_picture(exported, |step| busy.set(Some(step.into()))).await,
                 Err(message) => Err(message),
             };
             busy.set(None);

@@ -91,7 +91,7 @@ impl AppState {
     async fn run_task(&self, queued: &QueuedTask) -> Outcome {
         let outcome = match &queued.task {
             Task::SyncPicture { user_id } => self.sync_picture(user_id).await,
-            Task::DeleteObject { key, .. } => self.storage.delete(key).await,
+            Task::DeleteObject { key, .. } => self.delete_renditions(key).await,
         };
         self.metrics.task(outcome.is_ok());
         let attempts = queued.attempts + 1;
@@ -123,6 +123,15 @@ impl AppState {
             tracing::warn!(error = %e, "could not record a task's outcome");
         }
         result
+    }
+
+    /// Deletes a picture's (or an upload's) objects, both renditions. S3 deletes idempotently,
+    /// so a small rendition that was never stored costs only its request.
+    pub(super) async fn delete_renditions(&self, key: &PhotoKey) -> PortResult<()> {
+        let (full, small) = (key.full(), key.small());
+        let (full, small) =
+            futures::future::join(self.storage.delete(&full), self.storage.delete(&small)).await;
+        full.and(small)
     }
 
     /// Makes the directory attribute match what the database holds, whatever happened in
@@ -235,6 +244,10 @@ impl AppState {
                 tracing::warn!(key = %object.key, "unexpected object under a user's prefix; left");
                 continue;
             };
+            // A small rendition is known with its picture (or its upload).
+            if known.contains(key.full().as_str()) {
+                continue;
+            }
             self.storage.delete(&key).await?;
             tracing::info!(key = %key, "orphaned object removed");
             self.metrics.orphans.inc();

@@ -10,21 +10,18 @@ use super::auth::ADMIN;
 use super::ports::{DirectoryQuery, IssuedUpload, NewPicture, ObjectInfo, Recorded, UserRecord};
 use super::{AppState, AuthUser};
 use crate::api::{
-    PictureResponse, Profile, RemovedPicture, UploadUrlRequest, UploadUrlResponse, UserSummary,
+    PictureResponse, Profile, RemovedPicture, SmallUpload, UploadUrlRequest, UploadUrlResponse,
+    UserSummary,
 };
 use crate::domain::{
     check_file_name, initials, ContentLength, DirectoryCursor, DirectoryRequest, ImageContentType,
-    KeyKind, PhotoKey, UserId,
+    KeyKind, PhotoKey, Rendition, UserId,
 };
 use crate::error::ApiError;
 
 /// How much of a stored object we read to check what it really is: enough for the magic bytes
 /// and for the image header (a JPEG's size can sit behind a large EXIF block).
 pub const CONTENT_SNIFF_BYTES: u64 = 64 * 1024;
-
-/// Largest side we accept for a stored picture. The editor makes 512×512; this leaves room for
-/// API clients while refusing decompression bombs that are small on disk.
-const MAX_PICTURE_SIDE: u32 = 4096;
 
 /// A URL that expired a moment ago may still have been used just in time (clock skew, a slow
 /// network): accept confirms for a short while after expiry.
@@ -114,10 +111,8 @@ impl AppState {
         };
         let mut users = Vec::with_capacity(rows.len());
         for row in rows {
-            users.push(
-                self.summary(&row.id, row.name, row.photo_key.as_ref())
-                    .await?,
-            );
+            let picture = list_picture(row.photo_key.as_ref(), row.photo_small);
+            users.push(self.summary(&row.id, row.name, picture.as_ref()).await?);
         }
         Ok(UserPage {
             users,
@@ -148,16 +143,18 @@ impl AppState {
         } else {
             "There was no picture to remove."
         };
+        let picture = list_picture(record.photo_key.as_ref(), record.photo_small);
         Ok(RemovedPicture {
             message: message.into(),
             user: self
-                .summary(&record.id, record.name, record.photo_key.as_ref())
+                .summary(&record.id, record.name, picture.as_ref())
                 .await?,
         })
     }
 
-    /// Step 1: a presigned PUT for a fresh key, recorded in the ledger so that only this user can
-    /// confirm it, and only with the exact type and length that were signed.
+    /// Step 1: a presigned PUT for a fresh key (and one for its small rendition, when asked for),
+    /// recorded in the ledger so that only this user can confirm it, and only with the exact
+    /// type and lengths that were signed.
     pub async fn create_upload_url(
         &self,
         user: &AuthUser,
@@ -166,6 +163,10 @@ impl AppState {
         check_file_name(&req.file_name)?;
         let content_type = ImageContentType::parse(&req.content_type)?;
         let length = req.content_length.map(ContentLength::parse).transpose()?;
+        let small_length = req
+            .small_content_length
+            .map(|n| ContentLength::parse_for(Rendition::Small, n))
+            .transpose()?;
         self.limits.check_rate(&user.id)?;
         let now = OffsetDateTime::now_utc();
         let key = fresh_key(&user.id, KeyKind::Upload, content_type, now);
@@ -174,11 +175,20 @@ impl AppState {
             .storage
             .presign_put(&key, content_type, length, ttl)
             .await?;
+        let small = match small_length {
+            Some(small_length) => Some(
+                self.storage
+                    .presign_put(&key.small(), content_type, Some(small_length), ttl)
+                    .await?,
+            ),
+            None => None,
+        };
         let upload = IssuedUpload {
             key: key.clone(),
             user_id: user.id.clone(),
             content_type,
             content_length: length,
+            small_length,
             expires_at: presigned.expires_at,
             stored_as: None,
         };
@@ -207,6 +217,10 @@ impl AppState {
             upload_url: presigned.url,
             expires_at_utc: rfc3339(presigned.expires_at),
             headers: presigned.headers,
+            small: small.map(|small| SmallUpload {
+                upload_url: small.url,
+                headers: small.headers,
+            }),
         })
     }
 
@@ -256,7 +270,7 @@ impl AppState {
             );
             return Err(Refused("expired", error));
         }
-        // The size first, from a HEAD: an oversized object is never copied.
+        // The sizes first, from a HEAD: an oversized object is never copied.
         let object = self
             .storage
             .head(&key)
@@ -267,33 +281,73 @@ impl AppState {
         if let Err(reason) = check_size(upload.content_length, object.size) {
             return Err(self.refuse(user, &[&key], reason).await);
         }
-        // The upload's URL stays valid until it expires, so its owner could still overwrite
-        // it. What is checked and kept is a copy under a fresh key that no URL can write and no
-        // other confirm shares: checking the copy (not the upload) leaves no window between the
-        // check and what is stored.
+        // A small rendition that was granted is checked like the picture, and a bad one refuses
+        // both. One that was granted but never PUT (a client that gave up on it) is no reason to
+        // refuse the picture: it is kept without one, and lists show it in full.
+        let small = match upload.small_length {
+            Some(length) => match self.storage.head(&key.small()).await.tag("unavailable")? {
+                Some(object) => {
+                    if let Err(reason) = check_size(Some(length), object.size) {
+                        return Err(self.refuse(user, &[&key], reason).await);
+                    }
+                    true
+                }
+                None => false,
+            },
+            None => false,
+        };
+        // The upload's URLs stay valid until they expire, so their owner could still overwrite
+        // them. What is checked and kept is a copy under a fresh key that no URL can write and
+        // no other confirm shares: checking the copy (not the upload) leaves no window between
+        // the check and what is stored.
         let picture = fresh_key(
             &user.id,
             KeyKind::Picture,
             upload.content_type,
             OffsetDateTime::now_utc(),
         );
-        if !self.storage.copy(&key, &picture).await.tag("unavailable")? {
-            return Err(Refused("missing_object", missing_object()));
+        let renditions: &[Rendition] = if small {
+            &[Rendition::Full, Rendition::Small]
+        } else {
+            &[Rendition::Full]
+        };
+        // (upload, copy) per rendition, copied and read side by side.
+        let pairs: Vec<(PhotoKey, PhotoKey)> = renditions
+            .iter()
+            .map(|&rendition| (key.in_rendition(rendition), picture.in_rendition(rendition)))
+            .collect();
+        let copies = pairs.iter().map(|(from, to)| self.storage.copy(from, to));
+        let copies = futures::future::join_all(copies).await;
+        for copied in copies {
+            if !copied.tag("unavailable")? {
+                // The upload vanished in between (swept, or deleted by its owner's replace).
+                self.remove_objects(&picture).await;
+                return Err(Refused("missing_object", missing_object()));
+            }
         }
-        let (copied, head) = self
-            .storage
-            .read_prefix(&picture, CONTENT_SNIFF_BYTES)
-            .await
-            .tag("unavailable")?
-            .ok_or_else(missing_object)
-            .tag("missing_object")?;
-        if let Err(reason) = check_content(&upload, &copied, &head) {
-            return Err(self.refuse(user, &[&picture, &key], reason).await);
+        let reads = pairs
+            .iter()
+            .map(|(_, copy)| self.storage.read_prefix(copy, CONTENT_SNIFF_BYTES));
+        let reads = futures::future::join_all(reads).await;
+        for (&rendition, read) in renditions.iter().zip(reads) {
+            let (copied, head) = read
+                .tag("unavailable")?
+                .ok_or_else(missing_object)
+                .tag("missing_object")?;
+            let length = match rendition {
+                Rendition::Full => upload.content_length,
+                Rendition::Small => upload.small_length,
+            };
+            let checked = check_content(upload.content_type, length, rendition, &copied, &head);
+            if let Err(reason) = checked {
+                return Err(self.refuse(user, &[&picture, &key], reason).await);
+            }
         }
 
         let new = NewPicture {
             upload: key.clone(),
             picture: picture.clone(),
+            small,
         };
         let change = self
             .users
@@ -303,9 +357,7 @@ impl AppState {
         let Some(change) = change else {
             // Another confirm of the same upload won the race (fine), or the upload was swept.
             // Either way this copy is nobody's picture.
-            if let Err(e) = self.storage.delete(&picture).await {
-                tracing::warn!(key = %picture, error = %e, "could not delete an unused copy");
-            }
+            self.remove_objects(&picture).await;
             let stored_as = self
                 .users
                 .find_upload(&key)
@@ -317,11 +369,9 @@ impl AppState {
         };
         // Committed: the new picture is served from now on. The upload is not needed any more
         // (if this delete fails, or its owner PUTs again, the prefix audit removes it). The
-        // attribute update and the deletion of the replaced object follow, and are retried
+        // attribute update and the deletion of the replaced objects follow, and are retried
         // later if a part is down.
-        if let Err(e) = self.storage.delete(&key).await {
-            tracing::warn!(key = %key, error = %e, "could not delete a confirmed upload");
-        }
+        self.remove_objects(&key).await;
         self.run_tasks(&change.tasks).await;
         tracing::info!(user = %user.id, key = %picture,
             replaced = ?change.replaced.as_ref().map(PhotoKey::as_str), "picture confirmed");
@@ -332,9 +382,7 @@ impl AppState {
     /// says why.
     async fn refuse(&self, user: &AuthUser, keys: &[&PhotoKey], reason: String) -> Refused {
         for key in keys {
-            if let Err(e) = self.storage.delete(key).await {
-                tracing::warn!(key = %key, error = %e, "could not delete refused object");
-            }
+            self.remove_objects(key).await;
         }
         tracing::info!(user = %user.id, key = %keys[keys.len() - 1], %reason, "upload refused");
         Refused("bad_content", ApiError::bad_request(reason))
@@ -410,6 +458,15 @@ impl AppState {
         })
     }
 
+    /// Deletes a picture's objects, both renditions, where they are not needed any more; a
+    /// failure is only logged (the prefix audit removes what is left). To be retried, a
+    /// deletion is queued instead ([`super::ports::Task::DeleteObject`]).
+    async fn remove_objects(&self, key: &PhotoKey) {
+        if let Err(e) = self.delete_renditions(key).await {
+            tracing::warn!(key = %key, error = %e, "could not delete an object no longer needed");
+        }
+    }
+
     async fn user_record(&self, id: &UserId) -> Result<UserRecord, ApiError> {
         self.users
             .get(id)
@@ -461,6 +518,11 @@ impl AppState {
     }
 }
 
+/// The key lists show of a picture: its small rendition where one was stored.
+fn list_picture(key: Option<&PhotoKey>, small: bool) -> Option<PhotoKey> {
+    key.map(|key| if small { key.small() } else { key.clone() })
+}
+
 fn missing_object() -> ApiError {
     ApiError::bad_request("The image was not found in storage. Upload it first.")
 }
@@ -480,18 +542,28 @@ fn check_size(announced: Option<ContentLength>, stored: u64) -> Result<(), Strin
 
 /// Checks a stored object against the ledger: the size and the signed type, then the bytes
 /// themselves (magic number and a sane size read from the image header).
-fn check_content(upload: &IssuedUpload, object: &ObjectInfo, head: &[u8]) -> Result<(), String> {
-    check_size(upload.content_length, object.size)?;
+fn check_content(
+    content_type: ImageContentType,
+    length: Option<ContentLength>,
+    rendition: Rendition,
+    object: &ObjectInfo,
+    head: &[u8],
+) -> Result<(), String> {
+    check_size(length, object.size)?;
     let stored_type = object.content_type.as_deref().map(ImageContentType::parse);
-    if stored_type != Some(Ok(upload.content_type)) {
+    if stored_type != Some(Ok(content_type)) {
         return Err("The stored image has the wrong content type.".into());
     }
-    check_image_bytes(upload.content_type, head)
+    check_image_bytes(content_type, rendition, head)
 }
 
 /// Whether the first bytes of a stored object are really an image of `expected` type with sane
-/// dimensions. `Err` carries the message for the user.
-pub fn check_image_bytes(expected: ImageContentType, head: &[u8]) -> Result<(), String> {
+/// dimensions for its rendition. `Err` carries the message for the user.
+pub fn check_image_bytes(
+    expected: ImageContentType,
+    rendition: Rendition,
+    head: &[u8],
+) -> Result<(), String> {
     if !expected.matches_magic(head) {
         return Err(format!(
             "The stored file is not a {} image.",
@@ -503,10 +575,16 @@ pub fn check_image_bytes(expected: ImageContentType, head: &[u8]) -> Result<(), 
         .ok()
         .and_then(|reader| reader.into_dimensions().ok())
         .ok_or_else(|| "The stored image is damaged or truncated.".to_string())?;
-    if width == 0 || height == 0 || width > MAX_PICTURE_SIDE || height > MAX_PICTURE_SIDE {
-        return Err(format!(
-            "The image is {width}×{height} pixels; at most {MAX_PICTURE_SIDE} on a side is allowed."
-        ));
+    let max = rendition.max_side();
+    if width == 0 || height == 0 || width > max || height > max {
+        return Err(match rendition {
+            Rendition::Full => {
+                format!("The image is {width}×{height} pixels; at most {max} on a side is allowed.")
+            }
+            Rendition::Small => format!(
+                "The small image is {width}×{height} pixels; at most {max} on a side is allowed."
+            ),
+        });
     }
     Ok(())
 }
@@ -527,18 +605,29 @@ mod tests {
     #[test]
     fn real_images_of_the_announced_type_pass() {
         let png = encode(image::ImageFormat::Png, 20, 10);
-        assert_eq!(check_image_bytes(ImageContentType::Png, &png), Ok(()));
+        assert_eq!(
+            check_image_bytes(ImageContentType::Png, Rendition::Full, &png),
+            Ok(())
+        );
         let jpeg = encode(image::ImageFormat::Jpeg, 16, 16);
-        assert_eq!(check_image_bytes(ImageContentType::Jpeg, &jpeg), Ok(()));
+        assert_eq!(
+            check_image_bytes(ImageContentType::Jpeg, Rendition::Full, &jpeg),
+            Ok(())
+        );
     }
 
     #[test]
     fn disguised_or_broken_content_is_refused() {
         let png = encode(image::ImageFormat::Png, 20, 10);
-        assert!(check_image_bytes(ImageContentType::Jpeg, &png).is_err());
-        assert!(check_image_bytes(ImageContentType::Png, b"<svg onload=alert(1)>").is_err());
-        assert!(check_image_bytes(ImageContentType::Png, &png[..12]).is_err());
-        assert!(check_image_bytes(ImageContentType::Jpeg, &[]).is_err());
+        assert!(check_image_bytes(ImageContentType::Jpeg, Rendition::Full, &png).is_err());
+        assert!(check_image_bytes(
+            ImageContentType::Png,
+            Rendition::Full,
+            b"<svg onload=alert(1)>"
+        )
+        .is_err());
+        assert!(check_image_bytes(ImageContentType::Png, Rendition::Full, &png[..12]).is_err());
+        assert!(check_image_bytes(ImageContentType::Jpeg, Rendition::Full, &[]).is_err());
     }
 
     #[test]
@@ -562,7 +651,22 @@ mod tests {
         bomb[20..24].copy_from_slice(&30000u32.to_be_bytes());
         let crc = crc32fast::hash(&bomb[12..29]);
         bomb[29..33].copy_from_slice(&crc.to_be_bytes());
-        let err = check_image_bytes(ImageContentType::Png, &bomb).unwrap_err();
+        let err = check_image_bytes(ImageContentType::Png, Rendition::Full, &bomb).unwrap_err();
         assert!(err.contains("30000"), "{err}");
+    }
+
+    #[test]
+    fn a_small_rendition_must_be_small() {
+        let small = encode(image::ImageFormat::Jpeg, 128, 128);
+        assert_eq!(
+            check_image_bytes(ImageContentType::Jpeg, Rendition::Small, &small),
+            Ok(())
+        );
+        let large = encode(image::ImageFormat::Jpeg, 512, 512);
+        assert!(check_image_bytes(ImageContentType::Jpeg, Rendition::Small, &large).is_err());
+        assert_eq!(
+            check_image_bytes(ImageContentType::Jpeg, Rendition::Full, &large),
+            Ok(())
+        );
     }
 }

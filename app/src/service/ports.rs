@@ -63,6 +63,8 @@ pub struct UserRecord {
     /// `YYYY-MM-DD`.
     pub joined_at: String,
     pub photo_key: Option<PhotoKey>,
+    /// The picture's small rendition was stored with it ([`PhotoKey::small`]).
+    pub photo_small: bool,
 }
 
 /// One row of the directory: what a list shows of a person, and where the row sits in the
@@ -72,6 +74,8 @@ pub struct DirectoryEntry {
     pub id: UserId,
     pub name: String,
     pub photo_key: Option<PhotoKey>,
+    /// As [`UserRecord::photo_small`].
+    pub photo_small: bool,
     pub position: DirectoryCursor,
 }
 
@@ -104,6 +108,9 @@ pub struct IssuedUpload {
     /// The exact length signed into the URL; `None` when the client announced none (the SRS's
     /// request), and the stored size is then only bounded by the confirm.
     pub content_length: Option<ContentLength>,
+    /// The exact length signed for its small rendition's PUT (to `key.small()`), when one was
+    /// granted.
+    pub small_length: Option<ContentLength>,
     pub expires_at: OffsetDateTime,
     /// The stored picture it became, once confirmed.
     pub stored_as: Option<PhotoKey>,
@@ -114,6 +121,8 @@ pub struct IssuedUpload {
 pub struct NewPicture {
     pub upload: PhotoKey,
     pub picture: PhotoKey,
+    /// The copy's small rendition was checked and stored too.
+    pub small: bool,
 }
 
 /// How adding an upload to the ledger went.

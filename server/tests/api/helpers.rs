@@ -90,6 +90,17 @@ pub struct Grant {
     pub headers: BTreeMap<String, String>,
 }
 
+impl Grant {
+    /// Reads `{photoKey?, uploadUrl, headers}`.
+    fn from_json(body: &Value) -> Self {
+        Grant {
+            photo_key: body["photoKey"].as_str().unwrap_or_default().to_owned(),
+            upload_url: body["uploadUrl"].as_str().unwrap().to_owned(),
+            headers: serde_json::from_value(body["headers"].clone()).unwrap(),
+        }
+    }
+}
+
 impl TestApp {
     pub async fn spawn() -> Self {
         Self::spawn_with(&[]).await
@@ -389,17 +400,42 @@ impl TestApp {
         self.grant_for(token, &body).await
     }
 
+    /// An upload URL for a JPEG of `length` bytes and one for its small rendition of `small`
+    /// bytes, as the editor asks: the picture's grant, and the small one's (under the small
+    /// rendition's key).
+    pub async fn grant_with_small(
+        &self,
+        token: &str,
+        length: usize,
+        small: usize,
+    ) -> (Grant, Grant) {
+        let body = json!({ "fileName": "me.jpg", "contentType": "image/jpeg",
+            "contentLength": length, "smallContentLength": small });
+        let response = self
+            .post("/api/auth/user/picture/upload-url", Some(token), &body)
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: Value = response.json().await.unwrap();
+        let grant = Grant::from_json(&body);
+        let small_key = PhotoKey::parse(&grant.photo_key).unwrap().small();
+        let small = Grant {
+            photo_key: small_key.to_string(),
+            ..Grant::from_json(&body["small"])
+        };
+        (grant, small)
+    }
+
     async fn grant_for(&self, token: &str, body: &Value) -> Grant {
         let response = self
             .post("/api/auth/user/picture/upload-url", Some(token), body)
             .await;
         assert_eq!(response.status(), StatusCode::OK);
         let body: Value = response.json().await.unwrap();
-        Grant {
-            photo_key: body["photoKey"].as_str().unwrap().to_owned(),
-            upload_url: body["uploadUrl"].as_str().unwrap().to_owned(),
-            headers: serde_json::from_value(body["headers"].clone()).unwrap(),
-        }
+        assert!(
+            body.get("small").is_none(),
+            "no small rendition was asked for"
+        );
+        Grant::from_json(&body)
     }
 
     /// How the user list shows the person named `name` (on its first page).

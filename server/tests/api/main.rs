@@ -8,6 +8,7 @@ mod edges;
 mod helpers;
 mod operations;
 mod pictures;
+mod renditions;
 mod resilience;
 mod servers;
 mod signin;
