@@ -577,14 +577,10 @@ pub fn check_image_bytes(
         .ok_or_else(|| "The stored image is damaged or truncated.".to_string())?;
     let max = rendition.max_side();
     if width == 0 || height == 0 || width > max || height > max {
-        return Err(match rendition {
-            Rendition::Full => {
-                format!("The image is {width}×{height} pixels; at most {max} on a side is allowed.")
-            }
-            Rendition::Small => format!(
-                "The small image is {width}×{height} pixels; at most {max} on a side is allowed."
-            ),
-        });
+        return Err(format!(
+            "The {} is {width}×{height} pixels; at most {max} on a side is allowed.",
+            rendition.noun()
+        ));
     }
     Ok(())
 }
