@@ -183,10 +183,7 @@ test("leaving the page with the editor open, or while it saves, does not panic",
 test("Save uploads straight to storage and shows the new picture at once", async ({ page, request }) => {
   await removePicture(request, ADA.email);
   await signIn(page, ADA.email);
-  const puts: string[] = [];
-  page.on("request", (r) => {
-    if (r.method() === "PUT") puts.push(r.url());
-  });
+  const puts = recordPuts(page);
   const dialog = await choosePhoto(page);
   await dialog.getByRole("slider", { name: "Zoom" }).fill("2");
   await dialog.getByRole("slider", { name: "Rotate" }).fill("45");
@@ -195,10 +192,13 @@ test("Save uploads straight to storage and shows the new picture at once", async
 
   const avatar = page.getByRole("img", { name: `Profile picture of ${ADA.name}` });
   await expect(avatar).toHaveJSProperty("tagName", "IMG");
-  // The bytes went to the storage, not through the app server.
-  expect(puts).toHaveLength(1);
-  expect(new URL(puts[0]).origin).not.toBe(new URL(page.url()).origin);
-  expect(puts[0]).toContain("X-Amz-Signature=");
+  // The bytes went to the storage, not through the app server: the picture and its small copy.
+  expect(puts.picture).toHaveLength(1);
+  expect(puts.small).toHaveLength(1);
+  for (const url of puts.urls) {
+    expect(new URL(url).origin).not.toBe(new URL(page.url()).origin);
+    expect(url).toContain("X-Amz-Signature=");
+  }
   // The picture really loads, and it is the 512×512 square the editor made.
   await expect
     .poll(() => avatar.evaluate((img: HTMLImageElement) => img.complete && img.naturalWidth))
@@ -256,12 +256,13 @@ test("an expired upload URL is replaced once without asking; a wrong clock is na
   await signIn(page, ADA.email);
   const s3Error = (code: string, message: string) =>
     `<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>${message}</Message></Error>`;
-  // The first PUT meets an expired URL, as if the user had waited too long; the next one passes.
+  // The picture's first PUT meets an expired URL, as if the user had waited too long; the next
+  // one passes. (Only the picture's PUT decides; its small copy is not counted.)
   let puts = 0;
   await page.route(
     (url) => url.searchParams.has("X-Amz-Signature"),
     (route) => {
-      if (route.request().method() !== "PUT") return route.continue();
+      if (route.request().method() !== "PUT" || isSmall(route.request().url())) return route.continue();
       puts += 1;
       return puts === 1
         ? route.fulfill({ status: 403, contentType: "application/xml", body: s3Error("AccessDenied", "Request has expired") })
@@ -351,21 +352,20 @@ test("a sideways phone photo with GPS is uploaded upright and with no metadata a
   // upright it is 900×1200 with red on top.
   const input = withExif(await photo(page, 1200, 900, true), 6);
   expect(input.includes(Buffer.from("Exif"))).toBeTruthy();
-  const uploads: Buffer[] = [];
-  page.on("request", (r) => {
-    const body = r.postDataBuffer();
-    if (r.method() === "PUT" && body) uploads.push(body);
-  });
+  const puts = recordPuts(page);
   const dialog = await choosePhoto(page, input);
   await dialog.getByRole("button", { name: "Save" }).click();
   await expect(dialog).toBeHidden();
 
-  expect(uploads).toHaveLength(1);
-  const uploaded = uploads[0];
-  expect([...uploaded.subarray(0, 2)]).toEqual([0xff, 0xd8]);
-  for (const marker of ["Exif", "ICC_PROFILE", "\xff\xe1", "\xff\xe2", "\xff\xed"]) {
-    expect(uploaded.includes(Buffer.from(marker, "latin1")), `upload holds ${JSON.stringify(marker)}`).toBeFalsy();
+  expect(puts.picture).toHaveLength(1);
+  expect(puts.small).toHaveLength(1);
+  for (const body of [...puts.picture, ...puts.small]) {
+    expect([...body.subarray(0, 2)]).toEqual([0xff, 0xd8]);
+    for (const marker of ["Exif", "ICC_PROFILE", "\xff\xe1", "\xff\xe2", "\xff\xed"]) {
+      expect(body.includes(Buffer.from(marker, "latin1")), `upload holds ${JSON.stringify(marker)}`).toBeFalsy();
+    }
   }
+  const uploaded = puts.picture[0];
   // Decoded by the browser: red at the top, blue at the bottom.
   const [top, bottom] = await page.evaluate(async (bytes) => {
     const bitmap = await createImageBitmap(new Blob([new Uint8Array(bytes)], { type: "image/jpeg" }));
@@ -392,17 +392,27 @@ async function leftAndRight(page: Page, jpeg: Buffer): Promise<number[][]> {
   }, Array.from(jpeg));
 }
 
+/** Whether a storage URL is the small rendition's (its key ends `_small`, beside the picture's). */
+const isSmall = (url: string) => /_small\.\w+$/.test(new URL(url).pathname);
+
+/** Every PUT the page sends to storage, the pictures and their small copies apart. */
+function recordPuts(page: Page) {
+  const puts = { urls: [] as string[], picture: [] as Buffer[], small: [] as Buffer[] };
+  page.on("request", (r) => {
+    if (r.method() !== "PUT") return;
+    puts.urls.push(r.url());
+    (isSmall(r.url()) ? puts.small : puts.picture).push(r.postDataBuffer() ?? Buffer.alloc(0));
+  });
+  return puts;
+}
+
 const isRed = (c: number[]) => c[0] > 150 && c[2] < 100;
 const isBlue = (c: number[]) => c[2] > 150 && c[0] < 100;
 
 test("Flip mirrors the preview and the saved picture; Reset undoes it", async ({ page, request }) => {
   await removePicture(request, ADA.email);
   await signIn(page, ADA.email);
-  const uploads: Buffer[] = [];
-  page.on("request", (r) => {
-    const body = r.postDataBuffer();
-    if (r.method() === "PUT" && body) uploads.push(body);
-  });
+  const puts = recordPuts(page);
   // Red on the left, blue on the right.
   const dialog = await choosePhoto(page, await photo(page, 1200, 900, true));
   const preview = dialog.getByLabel("Crop preview");
@@ -425,11 +435,14 @@ test("Flip mirrors the preview and the saved picture; Reset undoes it", async ({
   await expect(flip).toHaveAttribute("aria-pressed", "true");
   await dialog.getByRole("button", { name: "Save" }).click();
   await expect(dialog).toBeHidden();
-  // What was saved is what the preview showed: mirrored, blue on the left.
-  expect(uploads).toHaveLength(1);
-  const [left, right] = await leftAndRight(page, uploads[0]);
-  expect(isBlue(left), `left is ${left}`).toBeTruthy();
-  expect(isRed(right), `right is ${right}`).toBeTruthy();
+  // What was saved is what the preview showed: mirrored, blue on the left, in both sizes.
+  expect(puts.picture).toHaveLength(1);
+  expect(puts.small).toHaveLength(1);
+  for (const body of [puts.picture[0], puts.small[0]]) {
+    const [left, right] = await leftAndRight(page, body);
+    expect(isBlue(left), `left is ${left}`).toBeTruthy();
+    expect(isRed(right), `right is ${right}`).toBeTruthy();
+  }
 });
 
 /** A DataTransfer in the page holding one photo, for drop and paste events. */
